@@ -1,0 +1,1 @@
+//! TPM identity for Keel: the node side (tss-esapi), the verifier side (pure software) and the enrollment protocol messages.

@@ -1,0 +1,1 @@
+//! keel-bootstrap: the first-boot agent of a Keel store node.

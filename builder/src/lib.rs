@@ -1,0 +1,1 @@
+//! Keel builder: image definitions, mkosi driving, SBOMs, signing, release manifests, VMs.

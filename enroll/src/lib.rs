@@ -1,0 +1,1 @@
+//! keel-enroll: the central enrollment service.

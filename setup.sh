@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Takes a fresh Debian 12 (bookworm) machine, as root, to one that builds, runs
+# and tests all of Keel. Idempotent and non-interactive: run it as often as you like.
+#
+#   ./setup.sh            install host tools, then build the workspace (release)
+#   ./setup.sh --deps     install host tools only
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+build=1
+for arg in "$@"; do
+  case "$arg" in
+    --deps) build=0 ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+log() { printf '[setup] %s\n' "$*"; }
+export DEBIAN_FRONTEND=noninteractive
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup.sh: run as root (it installs packages with apt-get)" >&2
+  exit 1
+fi
+
+# --- apt packages -----------------------------------------------------------
+backports=/etc/apt/sources.list.d/keel-bookworm-backports.list
+if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  echo "deb http://deb.debian.org/debian bookworm-backports main" > "$backports"
+fi
+
+# Everything Keel uses on the host. Keep this list sorted by purpose.
+pkgs=(
+  # building and linking the workspace
+  build-essential pkg-config libssl-dev libtss2-dev libostree-dev librados-dev
+  # mkosi's host tools for disk images
+  kmod cpio dosfstools mtools zstd e2fsprogs erofs-utils squashfs-tools bubblewrap
+  cryptsetup-bin uidmap python3-pefile fdisk
+  # VMs with firmware and a software TPM
+  ovmf swtpm swtpm-tools tpm2-tools
+  # OSTree, seeds, services used by tests
+  ostree cloud-image-utils xorriso git ceph pebble postgresql
+  # misc
+  ca-certificates curl jq
+)
+stamp=/var/lib/keel-setup.stamp
+want=$(printf '%s\n' "${pkgs[@]}" mkosi systemd-boot qemu-system-x86 | sha256sum | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! command -v mkosi >/dev/null; then
+  log "installing apt packages"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+  # mkosi 24 and systemd 254 (systemd-repart, bootctl, ukify) come from backports;
+  # QEMU too, so that qemu-system and qemu-utils (which some images preinstall
+  # from backports) stay at the same version.
+  apt-get install -y -qq --no-install-recommends -t bookworm-backports \
+    mkosi systemd systemd-boot systemd-boot-efi systemd-dev \
+    qemu-system-x86 qemu-utils >/dev/null
+  echo "$want" > "$stamp"
+else
+  log "apt packages already installed"
+fi
+# ceph, postgresql and pebble are started by the test harness itself, never as
+# system services: make sure the packaged ones are not running.
+for svc in postgresql ceph.target; do
+  systemctl disable --now "$svc" >/dev/null 2>&1 || true
+done
+
+# --- cosign (Debian 13's static binary; not in bookworm) ----------------------
+if ! command -v cosign >/dev/null || ! cosign version 2>/dev/null | grep -q 'v2\.'; then
+  log "installing cosign 2.x from Debian 13's archive (separate apt state)"
+  tmp=$(mktemp -d)
+  mkdir -p "$tmp/lists/partial" "$tmp/archives/partial"
+  echo "deb http://deb.debian.org/debian trixie main" > "$tmp/sources.list"
+  aptopts=(-o Dir::Etc::SourceList="$tmp/sources.list" -o Dir::Etc::SourceParts=/dev/null
+           -o Dir::State::Lists="$tmp/lists" -o Dir::Cache::Archives="$tmp/archives"
+           -o Dir::State::Status=/var/lib/dpkg/status -o APT::Get::List-Cleanup=0)
+  apt-get "${aptopts[@]}" update -qq
+  (cd "$tmp" && apt-get "${aptopts[@]}" download cosign >/dev/null)
+  dpkg -x "$tmp"/cosign_*.deb "$tmp/root"
+  install -m 0755 "$tmp/root/usr/bin/cosign" /usr/local/bin/cosign
+  rm -rf "$tmp"
+fi
+
+# --- Rust toolchain -----------------------------------------------------------
+if ! command -v cargo >/dev/null; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    log "installing the Rust toolchain with rustup"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+fi
+
+if [ "$build" -eq 1 ]; then
+  log "building the workspace (release)"
+  cargo build --release --workspace --manifest-path "$here/Cargo.toml"
+  log "done: binaries in $here/target/release (keel, keel-bootstrap, keel-enroll)"
+fi
