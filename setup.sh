@@ -67,7 +67,7 @@ for svc in postgresql ceph.target; do
 done
 
 # --- cosign (Debian 13's static binary; not in bookworm) ----------------------
-if ! command -v cosign >/dev/null || ! cosign version 2>/dev/null | grep -q 'v2\.'; then
+if ! command -v cosign >/dev/null || ! cosign verify-blob --help >/dev/null 2>&1; then
   log "installing cosign 2.x from Debian 13's archive (separate apt state)"
   tmp=$(mktemp -d)
   mkdir -p "$tmp/lists/partial" "$tmp/archives/partial"
