@@ -1,1 +1,2 @@
 //! Keel builder: image definitions, mkosi driving, SBOMs, signing, release manifests, VMs.
+pub mod supply;
