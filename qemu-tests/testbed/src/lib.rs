@@ -1,1 +1,139 @@
-//! Real services on loopback for tests (swtpm, pebble, Ceph, a Git server, PostgreSQL), started and stopped by PID.
+//! Real services on loopback for tests (swtpm, PostgreSQL, pebble, a Git server,
+//! Ceph), started as child processes tracked by PID and stopped on drop.
+//!
+//! Every starter picks free ports at runtime (many tests run at once), keeps all
+//! of its files in its own temporary directory, waits until the service answers,
+//! and exposes the addresses and credentials a test needs. When the program is
+//! not installed, `start()` returns [`Error::Missing`]; tests turn that into a
+//! `SKIP <test>: <reason>` line with [`or_skip`] instead of passing silently.
+
+mod proc;
+pub mod swtpm;
+
+pub use proc::{free_port, free_port_pair, wait_for_tcp, Daemon};
+pub use swtpm::{EkType, Swtpm};
+
+use std::path::PathBuf;
+
+/// Errors from starting a test service.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A program the service needs is not installed: the test is skipped.
+    #[error("{program} is not installed ({hint})")]
+    Missing { program: String, hint: String },
+    /// The service needs root (or another user) and we do not have it.
+    #[error("needs root: {0}")]
+    NeedsRoot(String),
+    /// The service did not start or answer in time.
+    #[error("{service} did not start: {detail}")]
+    Start { service: String, detail: String },
+    #[error(transparent)]
+    Cmd(#[from] keel_cmd::CmdError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// True when the test should be skipped rather than failed.
+    pub fn is_skip(&self) -> bool {
+        matches!(self, Error::Missing { .. } | Error::NeedsRoot(_))
+    }
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Io { context, source }
+    }
+    pub(crate) fn start(service: &str, detail: impl std::fmt::Display) -> Error {
+        Error::Start {
+            service: service.to_string(),
+            detail: detail.to_string(),
+        }
+    }
+}
+
+/// Result type of this crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The current test's name (libtest names each test thread after its test).
+pub fn test_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("unnamed-test")
+        .to_string()
+}
+
+/// Prints `SKIP <test>: <reason>` to stderr.
+pub fn skip(reason: impl std::fmt::Display) {
+    eprintln!("SKIP {}: {reason}", test_name());
+}
+
+/// Finds `program` on PATH (or as an absolute path).
+pub fn which(program: &str) -> Option<PathBuf> {
+    let p = std::path::Path::new(program);
+    if p.is_absolute() {
+        return p.is_file().then(|| p.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|c| c.is_file())
+}
+
+/// Returns [`Error::Missing`] unless every program is installed.
+pub fn require(programs: &[&str]) -> Result<()> {
+    for p in programs {
+        if which(p).is_none() {
+            return Err(Error::Missing {
+                program: (*p).to_string(),
+                hint: "./setup.sh installs it".to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// True when running as root.
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Prints a SKIP line and returns true when a program is missing.
+/// Use as `if keel_testbed::skip_unless(&["swtpm"]) { return; }`.
+pub fn skip_unless(programs: &[&str]) -> bool {
+    match require(programs) {
+        Ok(()) => false,
+        Err(e) => {
+            skip(e);
+            true
+        }
+    }
+}
+
+/// Like [`skip_unless`], and also skips when not running as root.
+pub fn skip_unless_root_and(programs: &[&str]) -> bool {
+    if !is_root() {
+        skip("needs root");
+        return true;
+    }
+    skip_unless(programs)
+}
+
+/// Turns a starter's result into `Some(service)`, or prints a SKIP line and
+/// returns `None` when the service cannot run here (missing program, not root).
+/// Any other error is a real failure and panics with the full message.
+#[allow(clippy::panic)]
+pub fn or_skip<T>(r: Result<T>) -> Option<T> {
+    match r {
+        Ok(t) => Some(t),
+        Err(e) if e.is_skip() => {
+            skip(e);
+            None
+        }
+        Err(e) => panic!("starting test service: {e}"),
+    }
+}
