@@ -7,9 +7,11 @@
 //! not installed, `start()` returns [`Error::Missing`]; tests turn that into a
 //! `SKIP <test>: <reason>` line with [`or_skip`] instead of passing silently.
 
+pub mod postgres;
 mod proc;
 pub mod swtpm;
 
+pub use postgres::Postgres;
 pub use proc::{free_port, free_port_pair, wait_for_tcp, Daemon};
 pub use swtpm::{EkType, Swtpm};
 
