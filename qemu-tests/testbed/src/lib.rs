@@ -7,13 +7,17 @@
 //! not installed, `start()` returns [`Error::Missing`]; tests turn that into a
 //! `SKIP <test>: <reason>` line with [`or_skip`] instead of passing silently.
 
+pub mod pebble;
 pub mod postgres;
 mod proc;
 pub mod swtpm;
+pub mod tls;
 
+pub use pebble::{Pebble, PebbleOptions};
 pub use postgres::Postgres;
 pub use proc::{free_port, free_port_pair, wait_for_tcp, Daemon};
 pub use swtpm::{EkType, Swtpm};
+pub use tls::TestCa;
 
 use std::path::PathBuf;
 
