@@ -7,12 +7,14 @@
 //! not installed, `start()` returns [`Error::Missing`]; tests turn that into a
 //! `SKIP <test>: <reason>` line with [`or_skip`] instead of passing silently.
 
+pub mod git;
 pub mod pebble;
 pub mod postgres;
 mod proc;
 pub mod swtpm;
 pub mod tls;
 
+pub use git::GitServer;
 pub use pebble::{Pebble, PebbleOptions};
 pub use postgres::Postgres;
 pub use proc::{free_port, free_port_pair, wait_for_tcp, Daemon};
