@@ -7,6 +7,7 @@
 //! not installed, `start()` returns [`Error::Missing`]; tests turn that into a
 //! `SKIP <test>: <reason>` line with [`or_skip`] instead of passing silently.
 
+pub mod ceph;
 pub mod git;
 pub mod pebble;
 pub mod postgres;
@@ -14,6 +15,7 @@ mod proc;
 pub mod swtpm;
 pub mod tls;
 
+pub use ceph::CephCluster;
 pub use git::GitServer;
 pub use pebble::{Pebble, PebbleOptions};
 pub use postgres::Postgres;
