@@ -48,9 +48,7 @@ impl CephCluster {
     /// use). A cluster that cannot run here (not root, ceph missing) is an
     /// `Err` with `is_skip()`; a real start failure is reported to every caller.
     pub fn shared() -> Result<&'static CephCluster> {
-        if let Err(e) = preflight() {
-            return Err(e);
-        }
+        preflight()?;
         let r = SHARED.get_or_init(|| {
             CephCluster::start()
                 .and_then(|c| {
