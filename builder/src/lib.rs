@@ -1,2 +1,12 @@
 //! Keel builder: image definitions, mkosi driving, SBOMs, signing, release manifests, VMs.
-pub mod supply;
+//!
+//! `keel build` reads an image definition ([`spec`]), resolves or checks its
+//! package lock ([`lock`]), renders an mkosi configuration ([`render`]), runs
+//! mkosi ([`build`]) and records what went in and came out ([`record`]).
+
+pub mod bench;
+pub mod build;
+pub mod cli;
+pub mod hooks;
+pub mod lock;
+pub mod logging;

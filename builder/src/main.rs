@@ -1,4 +1,20 @@
-fn main() {
-    eprintln!("not built yet");
-    std::process::exit(1);
+//! `keel`: parse the command line, set up logging, run, report errors.
+use std::process::ExitCode;
+
+use clap::Parser;
+use keel_builder::cli::{self, Cli};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    keel_builder::logging::init(cli.verbose);
+    match cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,134 @@
+//! The `keel` command line: one [`Commands`] variant per subcommand, and
+//! [`run`], which dispatches each to the library.
+//!
+//! Other parts of the builder add their own subcommands here with a small
+//! edit: a variant in [`Commands`] and an arm in [`run`]. Keep each arm a
+//! one-line call into the module that owns the command.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Keel builds immutable, signed OS images for store edge nodes.
+#[derive(Debug, Parser)]
+#[command(name = "keel", version, propagate_version = true)]
+pub struct Cli {
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Commands,
+}
+
+/// Keel's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Build a disk image (raw + qcow2) from an image definition directory.
+    Build(BuildArgs),
+    /// Resolve every package of an image to an exact version into packages.lock.
+    Lock(LockArgs),
+    /// Compare cold and warm `keel build` with bare `mkosi build` and time a no-change rebuild.
+    Bench(BenchArgs),
+    /// Hooks that mkosi calls back into during `keel build` (not for direct use).
+    #[command(hide = true, subcommand)]
+    Internal(InternalCommand),
+    // Other subcommands (vm, key, sign, verify, sbom) are added below this line.
+}
+
+/// Options of `keel build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Image definition directory (holds image.toml).
+    pub image_dir: PathBuf,
+    /// Output directory for IMAGE.raw, IMAGE.qcow2, the UKI and build-record.json.
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+    /// Package cache reused between builds.
+    #[arg(long, default_value = "/var/cache/keel")]
+    pub cache_dir: PathBuf,
+    /// Build even when every input matches the last build record.
+    #[arg(long)]
+    pub force: bool,
+    /// Build twice from clean and report whether the outputs are bit-identical.
+    #[arg(long)]
+    pub check_reproducible: bool,
+    /// Print a JSON summary on stdout instead of a human one.
+    #[arg(long)]
+    pub json: bool,
+    /// Sign the release manifest with this cosign private key.
+    #[arg(long)]
+    pub sign_key: Option<PathBuf>,
+    /// File holding the signing key's password (else env KEEL_KEY_PASSWORD).
+    #[arg(long, requires = "sign_key")]
+    pub sign_key_password_file: Option<PathBuf>,
+    /// Keep the rendered mkosi configuration and work directory for inspection.
+    #[arg(long)]
+    pub keep_work: bool,
+}
+
+/// Options of `keel lock`.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// Image definition directory (holds image.toml); packages.lock is written beside it.
+    pub image_dir: PathBuf,
+    /// Print the lock on stdout instead of writing packages.lock.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Options of `keel bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Image definition directory (holds image.toml).
+    pub image_dir: PathBuf,
+    /// Scratch directory for the benchmark's outputs and caches.
+    #[arg(long, default_value = "/var/tmp/keel-bench")]
+    pub work: PathBuf,
+    /// How many alternating rounds of (keel, mkosi) to run for each of cold and warm.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: u32,
+}
+
+/// Hidden subcommands that run inside a build.
+#[derive(Debug, Subcommand)]
+pub enum InternalCommand {
+    /// Called by the rendered mkosi.finalize script on the image root.
+    Finalize(FinalizeArgs),
+}
+
+/// Options of `keel internal finalize`.
+#[derive(Debug, Args)]
+pub struct FinalizeArgs {
+    /// The image root ($BUILDROOT).
+    #[arg(long)]
+    pub root: PathBuf,
+    /// Where published files (SBOMs) go ($OUTPUTDIR).
+    #[arg(long)]
+    pub publish_dir: PathBuf,
+    /// The image definition directory.
+    #[arg(long)]
+    pub image_dir: PathBuf,
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Commands::Build(args) => crate::build::run(args),
+        Commands::Lock(args) => crate::lock::run(args),
+        Commands::Bench(args) => crate::bench::run(args),
+        Commands::Internal(InternalCommand::Finalize(args)) => crate::hooks::finalize(args),
+        // Other subcommands' arms go below this line.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
