@@ -1,1 +1,10 @@
-//! keel-enroll: the central enrollment service.
+//! keel-enroll: the central enrollment service. It checks a node's TPM evidence
+//! (all five checks, via keel-attest's verifier), decides admission (allow-lists,
+//! one-time tokens, manual approval), records every decision in a hash-chained
+//! audit log and hands out join material through pluggable issuers.
+
+pub mod admission;
+pub mod audit;
+pub mod config;
+pub mod issue;
+pub mod store;

@@ -1,0 +1,273 @@
+//! The append-only, hash-chained audit log (PCI DSS Req 10): every decision the
+//! service or an admin makes becomes a row whose `hash = SHA-256(prev_hash || row)`,
+//! `row` being the canonical JSON of the row without its hash. Editing or deleting
+//! any row breaks the chain from there on; `audit verify` recomputes it, and the
+//! daily export records the chain head so that truncation is caught as well.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The chain's starting `prev_hash`.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// A decision to record (the backend adds seq, time and hashes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Entry {
+    /// Who decided: `service` or `admin:<user>`.
+    pub actor: String,
+    /// What: `enroll-start`, `enroll-finish`, `approve`, `revoke`, `reenroll`,
+    /// `token-create`, `allowlist-import`, `report`.
+    pub action: String,
+    /// Node id, if any.
+    pub node_id: String,
+    /// Store id, if any.
+    pub store_id: String,
+    /// EK SHA-256, if any.
+    pub ek_sha256: String,
+    /// `admitted`, `pending`, `rejected:<code>`, `ok`.
+    pub decision: String,
+    /// Human-readable detail.
+    pub detail: String,
+    /// SHA-256 of the service configuration in force.
+    pub config_sha256: String,
+}
+
+/// A stored row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Row {
+    /// Position in the chain, 1-based, contiguous.
+    pub seq: i64,
+    /// RFC 3339 UTC time.
+    pub at: String,
+    /// The decision.
+    #[serde(flatten)]
+    pub entry: Entry,
+    /// Hash of the previous row (or [`GENESIS`]).
+    pub prev_hash: String,
+    /// `SHA-256(prev_hash || canonical(row))`, hex.
+    pub hash: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct Canonical<'a> {
+    seq: i64,
+    at: &'a str,
+    entry: &'a Entry,
+}
+
+/// Computes a row's hash.
+pub fn row_hash(prev_hash: &str, seq: i64, at: &str, entry: &Entry) -> String {
+    // Serializing plain strings and integers cannot fail.
+    let body = serde_json::to_vec(&Canonical { seq, at, entry }).unwrap_or_default();
+    let mut h = Sha256::new();
+    h.update(prev_hash.as_bytes());
+    h.update(&body);
+    hex::encode(h.finalize())
+}
+
+/// Builds the next row after `prev` (None: first row).
+pub fn next_row(prev: Option<(i64, &str)>, at: String, entry: Entry) -> Row {
+    let (seq, prev_hash) = match prev {
+        Some((s, h)) => (s + 1, h.to_owned()),
+        None => (1, GENESIS.to_owned()),
+    };
+    let hash = row_hash(&prev_hash, seq, &at, &entry);
+    Row {
+        seq,
+        at,
+        entry,
+        prev_hash,
+        hash,
+    }
+}
+
+/// The current UTC time in RFC 3339 (seconds precision).
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let now = now.replace_nanosecond(0).unwrap_or(now);
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Why the chain does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    /// A row is missing (deleted) or rows were reordered.
+    #[error("audit row {expected} is missing (found seq {found})")]
+    Gap {
+        /// Expected seq.
+        expected: i64,
+        /// Found seq.
+        found: i64,
+    },
+    /// A row's prev_hash is not the previous row's hash.
+    #[error("audit row {seq}: link to previous row broken")]
+    Link {
+        /// Row.
+        seq: i64,
+    },
+    /// A row's content does not match its hash (edited).
+    #[error("audit row {seq}: content does not match its hash (edited)")]
+    Hash {
+        /// Row.
+        seq: i64,
+    },
+}
+
+/// Verifies a whole chain; returns (rows, head hash).
+pub fn verify(rows: &[Row]) -> Result<(usize, String), ChainError> {
+    let mut prev = GENESIS.to_owned();
+    for (i, r) in rows.iter().enumerate() {
+        let expected = i as i64 + 1;
+        if r.seq != expected {
+            return Err(ChainError::Gap {
+                expected,
+                found: r.seq,
+            });
+        }
+        if r.prev_hash != prev {
+            return Err(ChainError::Link { seq: r.seq });
+        }
+        if row_hash(&r.prev_hash, r.seq, &r.at, &r.entry) != r.hash {
+            return Err(ChainError::Hash { seq: r.seq });
+        }
+        prev = r.hash.clone();
+    }
+    Ok((rows.len(), prev))
+}
+
+/// The daily export document.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DayExport {
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    /// Chain head (seq, hash) over the whole log at export time.
+    pub chain_head_seq: i64,
+    /// Hash of the chain head.
+    pub chain_head_hash: String,
+    /// Distinct configuration hashes in force that day.
+    pub config_sha256: Vec<String>,
+    /// That day's rows.
+    pub rows: Vec<Row>,
+}
+
+/// Builds the export of `day` (`YYYY-MM-DD`) from the full, verified chain.
+pub fn export_day(all: &[Row], day: &str) -> Result<DayExport, ChainError> {
+    verify(all)?;
+    let rows: Vec<Row> = all
+        .iter()
+        .filter(|r| r.at.starts_with(day))
+        .cloned()
+        .collect();
+    let mut cfg: Vec<String> = rows
+        .iter()
+        .map(|r| r.entry.config_sha256.clone())
+        .filter(|c| !c.is_empty())
+        .collect();
+    cfg.sort();
+    cfg.dedup();
+    let (seq, hash) = all
+        .last()
+        .map(|r| (r.seq, r.hash.clone()))
+        .unwrap_or((0, GENESIS.to_owned()));
+    Ok(DayExport {
+        day: day.to_owned(),
+        chain_head_seq: seq,
+        chain_head_hash: hash,
+        config_sha256: cfg,
+        rows,
+    })
+}
+
+/// `DIR/audit/edge/YYYYMMDD.json`.
+pub fn export_path(dir: &Path, day: &str) -> PathBuf {
+    dir.join("audit")
+        .join("edge")
+        .join(format!("{}.json", day.replace('-', "")))
+}
+
+/// Writes a file atomically (temp file in the same directory, fsync, rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(n: usize) -> Vec<Row> {
+        let mut rows: Vec<Row> = Vec::new();
+        for i in 0..n {
+            let prev = rows.last().map(|r| (r.seq, r.hash.as_str()));
+            let day = if i < 2 { "2026-11-22" } else { "2026-11-23" };
+            let row = next_row(
+                prev,
+                format!("{day}T10:00:0{i}Z"),
+                Entry {
+                    actor: "service".into(),
+                    action: "enroll-finish".into(),
+                    node_id: format!("n{i}"),
+                    decision: "admitted".into(),
+                    config_sha256: format!("cfg{}", i % 2),
+                    ..Default::default()
+                },
+            );
+            rows.push(row);
+        }
+        rows
+    }
+
+    #[test]
+    fn detects_edit_delete_reorder() {
+        let rows = chain(4);
+        assert_eq!(verify(&rows).expect("valid").0, 4);
+        let mut edited = rows.clone();
+        edited[1].entry.decision = "rejected".into();
+        assert_eq!(verify(&edited), Err(ChainError::Hash { seq: 2 }));
+        let mut deleted = rows.clone();
+        deleted.remove(1);
+        assert!(matches!(verify(&deleted), Err(ChainError::Gap { .. })));
+        let mut relinked = rows.clone();
+        relinked.remove(1);
+        relinked[1].seq = 2;
+        assert!(verify(&relinked).is_err());
+        let mut rehashed = rows.clone();
+        rehashed[2].entry.detail = "x".into();
+        rehashed[2].hash = row_hash(
+            &rehashed[2].prev_hash,
+            3,
+            &rehashed[2].at,
+            &rehashed[2].entry,
+        );
+        assert_eq!(verify(&rehashed), Err(ChainError::Link { seq: 4 }));
+    }
+
+    #[test]
+    fn export_filters_day() {
+        let rows = chain(4);
+        let e = export_day(&rows, "2026-11-23").expect("export");
+        assert_eq!(e.rows.len(), 2);
+        assert_eq!(e.chain_head_seq, 4);
+        assert_eq!(
+            e.config_sha256,
+            vec!["cfg0".to_string(), "cfg1".to_string()]
+        );
+        assert_eq!(
+            export_path(Path::new("/x"), "2026-11-23"),
+            PathBuf::from("/x/audit/edge/20261123.json")
+        );
+    }
+}

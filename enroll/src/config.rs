@@ -1,0 +1,205 @@
+//! The service configuration (TOML, kebab-case, unknown keys refused): where it
+//! listens, its certificates, the database, the EK trust roots, the reference
+//! PCR values and the per-store join material.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::issue::acme_eab::AcmeEabConfig;
+use crate::issue::ceph::CephConfig;
+use crate::issue::gitops::GitopsConfig;
+
+/// `keel-enroll.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Address to listen on, e.g. `0.0.0.0:8443`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// External base URL of the service (given to nodes for reports).
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Server TLS certificate chain (PEM).
+    pub tls_cert: PathBuf,
+    /// Server TLS key (PEM).
+    pub tls_key: PathBuf,
+    /// Node CA certificate (PEM) that signs node identity certificates.
+    pub node_ca_cert: PathBuf,
+    /// Node CA key (PEM).
+    pub node_ca_key: PathBuf,
+    /// Lifetime of node identity certificates, in hours (default 7 days).
+    #[serde(default = "default_node_cert_hours")]
+    pub node_cert_hours: i64,
+    /// `sqlite:/path/to/enroll.db` (default) or `postgres://user:pw@host:port/db`.
+    pub database: String,
+    /// Directory of trusted TPM vendor root/intermediate certificates (PEM/DER).
+    pub ek_roots: PathBuf,
+    /// Directory of trusted release manifests (`*.json`, keel-manifest format).
+    #[serde(default)]
+    pub manifests_dir: Option<PathBuf>,
+    /// Explicit PCR policy file (TOML, keel-attest format), merged with manifests.
+    #[serde(default)]
+    pub pcr_policy: Option<PathBuf>,
+    /// Refuse nodes that send no event log.
+    #[serde(default)]
+    pub require_event_log: bool,
+    /// Seconds a challenge stays valid.
+    #[serde(default = "default_session_ttl")]
+    pub session_ttl_secs: i64,
+    /// Largest request body accepted, bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Per-store join material.
+    #[serde(default)]
+    pub stores: BTreeMap<String, StoreConfig>,
+}
+
+/// `[stores.<id>]`: what a node of that store receives.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StoreConfig {
+    /// ACME EAB for the store's ACME server.
+    #[serde(default)]
+    pub acme_eab: Option<AcmeEabConfig>,
+    /// GitOps bundle source.
+    #[serde(default)]
+    pub gitops: Option<GitopsConfig>,
+    /// Ceph cluster admin access.
+    #[serde(default)]
+    pub ceph: Option<CephConfig>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8443".into()
+}
+fn default_node_cert_hours() -> i64 {
+    24 * 7
+}
+fn default_session_ttl() -> i64 {
+    60
+}
+fn default_max_body() -> usize {
+    keel_attest::protocol::MAX_REQUEST_BYTES
+}
+
+/// Errors reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Reading failed.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// File.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The TOML is wrong.
+    #[error("config: {0}")]
+    Parse(#[from] toml::de::Error),
+}
+
+/// A parsed configuration and the SHA-256 of its text (recorded in the audit log).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The configuration, relative paths resolved against the file's directory.
+    pub config: Config,
+    /// Hex SHA-256 of the file text.
+    pub sha256: String,
+}
+
+impl Config {
+    /// Parses a configuration text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        Ok(toml::from_str(text)?)
+    }
+
+    /// Reads and parses a configuration file; relative paths are resolved
+    /// against the file's directory.
+    pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut config = Self::parse(&text)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve(base);
+        Ok(Loaded {
+            config,
+            sha256: hex::encode(Sha256::digest(text.as_bytes())),
+        })
+    }
+
+    fn resolve(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.tls_cert);
+        fix(&mut self.tls_key);
+        fix(&mut self.node_ca_cert);
+        fix(&mut self.node_ca_key);
+        fix(&mut self.ek_roots);
+        if let Some(p) = self.manifests_dir.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = self.pcr_policy.as_mut() {
+            fix(p);
+        }
+        if let Some(rest) = self.database.strip_prefix("sqlite:") {
+            let p = Path::new(rest);
+            if p.is_relative() {
+                self.database = format!("sqlite:{}", base.join(p).display());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_minimal_and_full() {
+        let c = Config::parse(
+            r#"
+tls-cert = "server.pem"
+tls-key = "server.key"
+node-ca-cert = "node-ca.pem"
+node-ca-key = "node-ca.key"
+database = "sqlite:enroll.db"
+ek-roots = "ek-roots"
+"#,
+        )
+        .expect("minimal");
+        assert_eq!(c.session_ttl_secs, 60);
+        assert_eq!(c.node_cert_hours, 168);
+        let c = Config::parse(
+            r#"
+listen = "127.0.0.1:0"
+tls-cert = "a"
+tls-key = "b"
+node-ca-cert = "c"
+node-ca-key = "d"
+database = "postgres://x@127.0.0.1:5432/keel"
+ek-roots = "r"
+pcr-policy = "policy.toml"
+[stores.s1.acme-eab]
+directory-url = "https://127.0.0.1:14000/dir"
+key-id = "kid-1"
+hmac-key = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+[stores.s1.gitops]
+url = "https://git/x"
+ref = "main"
+trust-root = "bundle.pub"
+"#,
+        )
+        .expect("full");
+        assert!(c.stores["s1"].acme_eab.is_some());
+        assert!(Config::parse("listen = 1").is_err());
+        assert!(Config::parse("tls-cert = \"a\"\nbogus = 1").is_err());
+    }
+}

@@ -1,0 +1,414 @@
+//! Embedded SQLite backend: one connection in WAL mode behind a mutex, used from
+//! `spawn_blocking` (SQLite calls block on disk I/O; a single writer is what
+//! SQLite allows anyway, and it keeps the audit chain's appends serialized).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::schema::{fill_decision, MIGRATIONS, SQLITE_AUDIT_GUARD};
+use super::{SessionRow, Store, StoreError, Taken};
+use crate::admission::{
+    decide, AllowEntry, Claim, Facts, NodeRow, NodeStatus, Outcome, TokenRow, Verdict,
+};
+use crate::audit::{next_row, now_rfc3339, Entry, Row};
+
+/// The SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteStore")
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating) the database file and migrates it.
+    pub async fn open(path: PathBuf) -> Result<Self, StoreError> {
+        let conn = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
+            let mut conn = Connection::open(&path)?;
+            // WAL + NORMAL: a power cut may roll back the last commits, but never
+            // leaves a decision without its audit row (they share a transaction).
+            conn.execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
+            )?;
+            migrate(&mut conn)?;
+            Ok(conn)
+        })
+        .await
+        .map_err(|e| StoreError::Join(e.to_string()))??;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = conn
+                .lock()
+                .map_err(|_| StoreError::Join("sqlite mutex poisoned".into()))?;
+            f(&mut c)
+        })
+        .await
+        .map_err(|e| StoreError::Join(e.to_string()))?
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+    for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(m)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+    }
+    tx.execute_batch(SQLITE_AUDIT_GUARD)?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn node_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<NodeRow> {
+    let status: String = r.get(3)?;
+    Ok(NodeRow {
+        node_id: r.get(0)?,
+        store_id: r.get(1)?,
+        ek_sha256: r.get(2)?,
+        status: NodeStatus::parse(&status).unwrap_or(NodeStatus::Revoked),
+        release: r.get(4)?,
+        updated_at: r.get(5)?,
+        revision: r.get(6)?,
+        report: r.get(7)?,
+    })
+}
+
+const NODE_COLS: &str =
+    "node_id, store_id, ek_sha256, status, release, updated_at, revision, report";
+
+fn facts(c: &Connection, claim: &Claim) -> Result<Facts, StoreError> {
+    let node = c
+        .query_row(
+            &format!("SELECT {NODE_COLS} FROM nodes WHERE node_id = ?1"),
+            [&claim.node_id],
+            node_from,
+        )
+        .optional()?;
+    let allow = c
+        .query_row(
+            "SELECT ek_sha256, serial, store_id FROM allowlist WHERE ek_sha256 = ?1",
+            [&claim.ek_sha256],
+            |r| {
+                Ok(AllowEntry {
+                    ek_sha256: r.get(0)?,
+                    serial: r.get(1)?,
+                    store_id: r.get(2)?,
+                })
+            },
+        )
+        .optional()?;
+    let token = match &claim.token_hash {
+        Some(h) => c
+            .query_row(
+                "SELECT store_id, expires_at, used_at FROM tokens WHERE hash = ?1",
+                [h],
+                |r| {
+                    Ok(TokenRow {
+                        store_id: r.get(0)?,
+                        expires_at: r.get(1)?,
+                        used: r.get::<_, Option<i64>>(2)?.is_some(),
+                    })
+                },
+            )
+            .optional()?,
+        None => None,
+    };
+    Ok(Facts { node, allow, token })
+}
+
+fn append(c: &Connection, entry: Entry) -> Result<Row, StoreError> {
+    let prev: Option<(i64, String)> = c
+        .query_row(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let row = next_row(
+        prev.as_ref().map(|(s, h)| (*s, h.as_str())),
+        now_rfc3339(),
+        entry,
+    );
+    let e = &row.entry;
+    c.execute(
+        "INSERT INTO audit (seq, at, actor, action, node_id, store_id, ek_sha256, decision, detail, config_sha256, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![row.seq, row.at, e.actor, e.action, e.node_id, e.store_id, e.ek_sha256, e.decision, e.detail, e.config_sha256, row.prev_hash, row.hash],
+    )?;
+    Ok(row)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn put_session(&self, s: SessionRow) -> Result<(), StoreError> {
+        self.run(move |c| {
+            c.prepare_cached(
+                "INSERT INTO sessions (id, node_id, store_id, ek_sha256, ek_certified, token_hash, release, csr_der, secrets_json, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![s.id, s.node_id, s.store_id, s.ek_sha256, s.ek_certified, s.token_hash, s.release, s.csr_der, s.secrets_json, s.expires_at])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_session(&self, id: &str) -> Result<Taken, StoreError> {
+        let id = id.to_owned();
+        self.run(move |c| {
+            let row = c
+                .prepare_cached(
+                    "UPDATE sessions SET consumed = TRUE WHERE id = ?1 AND consumed = FALSE
+                     RETURNING id, node_id, store_id, ek_sha256, ek_certified, token_hash, release, csr_der, secrets_json, expires_at",
+                )?
+                .query_row([&id], |r| {
+                    Ok(SessionRow {
+                        id: r.get(0)?,
+                        node_id: r.get(1)?,
+                        store_id: r.get(2)?,
+                        ek_sha256: r.get(3)?,
+                        ek_certified: r.get(4)?,
+                        token_hash: r.get(5)?,
+                        release: r.get(6)?,
+                        csr_der: r.get(7)?,
+                        secrets_json: r.get(8)?,
+                        expires_at: r.get(9)?,
+                    })
+                })
+                .optional()?;
+            if let Some(s) = row {
+                return Ok(Taken::Fresh(Box::new(s)));
+            }
+            let exists = c
+                .query_row("SELECT 1 FROM sessions WHERE id = ?1", [&id], |_| Ok(()))
+                .optional()?;
+            Ok(if exists.is_some() {
+                Taken::Replayed
+            } else {
+                Taken::Unknown
+            })
+        })
+        .await
+    }
+
+    async fn purge_sessions(&self, before: i64) -> Result<u64, StoreError> {
+        self.run(move |c| {
+            Ok(c.execute("DELETE FROM sessions WHERE expires_at < ?1", [before])? as u64)
+        })
+        .await
+    }
+
+    async fn precheck(&self, claim: &Claim, now: i64) -> Result<Outcome, StoreError> {
+        let claim = claim.clone();
+        self.run(move |c| Ok(decide(&claim, &facts(c, &claim)?, now)))
+            .await
+    }
+
+    async fn admit(
+        &self,
+        claim: &Claim,
+        release: &str,
+        now: i64,
+        audit: Entry,
+    ) -> Result<Outcome, StoreError> {
+        let claim = claim.clone();
+        let release = release.to_owned();
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = decide(&claim, &facts(&tx, &claim)?, now);
+            let status = match &out.verdict {
+                Verdict::Admit { .. } => Some(NodeStatus::Admitted),
+                Verdict::Queue(_) => Some(NodeStatus::Pending),
+                Verdict::Reject(..) => None,
+            };
+            if let Some(st) = status {
+                tx.execute(
+                    "INSERT INTO nodes (node_id, store_id, ek_sha256, status, release, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (node_id) DO UPDATE SET status = excluded.status, release = excluded.release, updated_at = excluded.updated_at",
+                    params![claim.node_id, claim.store_id, claim.ek_sha256, st.as_str(), release, now],
+                )?;
+            }
+            if out.consume_token {
+                if let Some(h) = &claim.token_hash {
+                    tx.execute(
+                        "UPDATE tokens SET used_at = ?2 WHERE hash = ?1 AND used_at IS NULL",
+                        params![h, now],
+                    )?;
+                }
+            }
+            append(&tx, fill_decision(audit, &out))?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn audit(&self, entry: Entry) -> Result<Row, StoreError> {
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let row = append(&tx, entry)?;
+            tx.commit()?;
+            Ok(row)
+        })
+        .await
+    }
+
+    async fn audit_rows(&self) -> Result<Vec<Row>, StoreError> {
+        self.run(|c| {
+            let mut st = c.prepare(
+                "SELECT seq, at, actor, action, node_id, store_id, ek_sha256, decision, detail, config_sha256, prev_hash, hash FROM audit ORDER BY seq",
+            )?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok(Row {
+                        seq: r.get(0)?,
+                        at: r.get(1)?,
+                        entry: Entry {
+                            actor: r.get(2)?,
+                            action: r.get(3)?,
+                            node_id: r.get(4)?,
+                            store_id: r.get(5)?,
+                            ek_sha256: r.get(6)?,
+                            decision: r.get(7)?,
+                            detail: r.get(8)?,
+                            config_sha256: r.get(9)?,
+                        },
+                        prev_hash: r.get(10)?,
+                        hash: r.get(11)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn import_allow(&self, entries: Vec<AllowEntry>, audit: Entry) -> Result<(), StoreError> {
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for e in &entries {
+                tx.execute(
+                    "INSERT INTO allowlist (ek_sha256, serial, store_id) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (ek_sha256) DO UPDATE SET serial = excluded.serial, store_id = excluded.store_id",
+                    params![e.ek_sha256, e.serial, e.store_id],
+                )?;
+            }
+            append(&tx, audit)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_token(
+        &self,
+        hash: &str,
+        store_id: &str,
+        expires_at: i64,
+        audit: Entry,
+    ) -> Result<(), StoreError> {
+        let (hash, store_id) = (hash.to_owned(), store_id.to_owned());
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT INTO tokens (hash, store_id, expires_at) VALUES (?1, ?2, ?3)",
+                params![hash, store_id, expires_at],
+            )?;
+            append(&tx, audit)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn nodes(&self, status: Option<NodeStatus>) -> Result<Vec<NodeRow>, StoreError> {
+        self.run(move |c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {NODE_COLS} FROM nodes WHERE ?1 IS NULL OR status = ?1 ORDER BY node_id"
+            ))?;
+            let rows = st
+                .query_map([status.map(|s| s.as_str())], node_from)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn set_status(
+        &self,
+        node_id: &str,
+        from: &[NodeStatus],
+        to: NodeStatus,
+        new_ek: Option<&str>,
+        audit: Entry,
+    ) -> Result<(), StoreError> {
+        let node_id = node_id.to_owned();
+        let from: Vec<&'static str> = from.iter().map(|s| s.as_str()).collect();
+        let new_ek = new_ek.map(str::to_owned);
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let cur: Option<String> = tx
+                .query_row("SELECT status FROM nodes WHERE node_id = ?1", [&node_id], |r| r.get(0))
+                .optional()?;
+            match cur {
+                None => return Err(StoreError::NotFound(format!("no node {node_id}"))),
+                Some(s) if !from.contains(&s.as_str()) => {
+                    return Err(StoreError::NotFound(format!(
+                        "node {node_id} is {s}, expected one of {}",
+                        from.join(", ")
+                    )))
+                }
+                Some(_) => {}
+            }
+            tx.execute(
+                "UPDATE nodes SET status = ?2, ek_sha256 = COALESCE(?3, ek_sha256), updated_at = ?4 WHERE node_id = ?1",
+                params![node_id, to.as_str(), new_ek, time::OffsetDateTime::now_utc().unix_timestamp()],
+            )?;
+            append(&tx, audit)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn report(
+        &self,
+        node_id: &str,
+        revision: &str,
+        status: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let (node_id, revision, status) =
+            (node_id.to_owned(), revision.to_owned(), status.to_owned());
+        self.run(move |c| {
+            let n = c.execute(
+                "UPDATE nodes SET revision = ?2, report = ?3, updated_at = ?4 WHERE node_id = ?1 AND status = 'admitted'",
+                params![node_id, revision, status, now],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("no admitted node {node_id}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+}
