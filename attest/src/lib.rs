@@ -2,4 +2,10 @@
 //! software) and the enrollment protocol messages.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+#[cfg(feature = "client")]
+pub mod client;
+#[cfg(feature = "tpm")]
+pub mod node;
 pub mod protocol;
+pub mod tpm2;
+pub mod verify;
