@@ -34,6 +34,9 @@ pub enum Commands {
     #[command(hide = true, subcommand)]
     Internal(InternalCommand),
     // Other subcommands (vm, key, sign, verify, sbom) are added below this line.
+    /// Boot images under QEMU with UEFI firmware and a software TPM.
+    #[command(subcommand)]
+    Vm(crate::vm::cli::VmCommand),
 }
 
 /// Options of `keel build`.
@@ -119,6 +122,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Commands::Bench(args) => crate::bench::run(args),
         Commands::Internal(InternalCommand::Finalize(args)) => crate::hooks::finalize(args),
         // Other subcommands' arms go below this line.
+        Commands::Vm(cmd) => crate::vm::cli::run(cmd),
     }
 }
 

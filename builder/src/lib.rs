@@ -10,3 +10,4 @@ pub mod cli;
 pub mod hooks;
 pub mod lock;
 pub mod logging;
+pub mod vm;

@@ -1,0 +1,61 @@
+//! `keel vm`: boot a Keel image under QEMU the same way every time.
+//!
+//! A [`Vm`] is QEMU (q35, OVMF UEFI firmware with its own variable store) plus
+//! a freshly manufactured software TPM (swtpm), all state in a private
+//! temporary directory with absolute paths. The disk is attached with
+//! `snapshot=on` by default so the image file is never changed. The serial
+//! console goes to the terminal or to a log file that tests read through
+//! [`Vm::wait_for_console`]. QEMU and swtpm are tracked by PID and stopped on
+//! [`Vm::stop`], on drop, and (in the CLI) on Ctrl-C or SIGTERM.
+//!
+//! KVM is used only when a probe shows it really runs a guest ([`accel`]);
+//! otherwise QEMU emulates the CPU (TCG), slower but everywhere.
+
+pub mod accel;
+pub mod cli;
+pub mod console;
+pub mod options;
+pub mod process;
+pub mod qemu;
+pub mod seed;
+pub mod swtpm;
+
+mod machine;
+
+pub use console::{ConsoleLog, ConsoleMatch};
+pub use machine::Vm;
+pub use options::{AccelChoice, ConsoleMode, ImageFormat, PortForward, VmOptions};
+pub use qemu::Accel;
+
+use std::path::{Path, PathBuf};
+
+/// The first `name` found on PATH, if any.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|c| is_executable(c))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Host programs and files a VM needs; returns what is missing, for a clear
+/// error or a test's SKIP line.
+pub fn missing_host_tools() -> Vec<String> {
+    let mut missing: Vec<String> = [qemu::QEMU, "swtpm", "swtpm_setup"]
+        .iter()
+        .filter(|p| find_program(p).is_none())
+        .map(|p| (*p).to_string())
+        .collect();
+    for f in [qemu::OVMF_CODE, qemu::OVMF_VARS] {
+        if !Path::new(f).exists() {
+            missing.push(f.to_string());
+        }
+    }
+    missing
+}

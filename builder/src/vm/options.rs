@@ -1,0 +1,239 @@
+//! What a VM is started with: [`VmOptions`] and the small values it is made
+//! of (port forwards, image formats, accelerators), each parsed by a pure
+//! function so the CLI and the tests share one grammar.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Errors in a VM option given by a user.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OptionError {
+    #[error("port forward `{0}` is not HOSTPORT:GUESTPORT (e.g. 2222:22)")]
+    ForwardSyntax(String),
+    #[error("port `{0}` is not a number from 1 to 65535")]
+    Port(String),
+    #[error("accelerator `{0}` is not one of auto, kvm, tcg")]
+    Accel(String),
+}
+
+/// A TCP port on 127.0.0.1 of the host forwarded to a port of the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PortForward {
+    /// Port on the host (bound on 127.0.0.1 only).
+    pub host: u16,
+    /// Port in the guest.
+    pub guest: u16,
+}
+
+impl PortForward {
+    /// Parses `HOSTPORT:GUESTPORT`.
+    pub fn parse(s: &str) -> Result<Self, OptionError> {
+        let (h, g) = s
+            .split_once(':')
+            .ok_or_else(|| OptionError::ForwardSyntax(s.to_string()))?;
+        Ok(PortForward {
+            host: parse_port(h)?,
+            guest: parse_port(g)?,
+        })
+    }
+
+    /// The `hostfwd=` value of QEMU's user networking for this forward.
+    pub fn hostfwd(&self) -> String {
+        format!("hostfwd=tcp:127.0.0.1:{}-:{}", self.host, self.guest)
+    }
+}
+
+impl FromStr for PortForward {
+    type Err = OptionError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        PortForward::parse(s)
+    }
+}
+
+impl fmt::Display for PortForward {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "127.0.0.1:{} -> guest:{}", self.host, self.guest)
+    }
+}
+
+fn parse_port(s: &str) -> Result<u16, OptionError> {
+    match s.trim().parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(OptionError::Port(s.to_string())),
+    }
+}
+
+/// The disk image formats `keel vm` boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    Raw,
+    Qcow2,
+}
+
+impl ImageFormat {
+    /// Tells the format from the first bytes of the file: qcow2 starts with
+    /// the magic `QFI\xfb`; anything else is booted as raw.
+    pub fn detect(head: &[u8]) -> Self {
+        if head.starts_with(b"QFI\xfb") {
+            ImageFormat::Qcow2
+        } else {
+            ImageFormat::Raw
+        }
+    }
+
+    /// The name QEMU uses in `format=`.
+    pub fn qemu_name(&self) -> &'static str {
+        match self {
+            ImageFormat::Raw => "raw",
+            ImageFormat::Qcow2 => "qcow2",
+        }
+    }
+}
+
+/// Which QEMU accelerator to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccelChoice {
+    /// KVM when the (cached) probe says it works, else TCG.
+    #[default]
+    Auto,
+    /// KVM, without probing.
+    Kvm,
+    /// Software emulation.
+    Tcg,
+}
+
+impl FromStr for AccelChoice {
+    type Err = OptionError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(AccelChoice::Auto),
+            "kvm" => Ok(AccelChoice::Kvm),
+            "tcg" => Ok(AccelChoice::Tcg),
+            _ => Err(OptionError::Accel(s.to_string())),
+        }
+    }
+}
+
+/// Where the guest's serial console goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleMode {
+    /// On this terminal (stdin/stdout of `keel`), also copied to the log file
+    /// when one is given. Ctrl-A X quits QEMU, Ctrl-C stops everything.
+    Terminal { log: Option<PathBuf> },
+    /// Only to a log file (tests, `--json`); input can be sent through a
+    /// socket, see [`super::Vm::send_console`].
+    Log(PathBuf),
+}
+
+/// Everything needed to start a VM.
+#[derive(Debug, Clone)]
+pub struct VmOptions {
+    /// The disk image (raw or qcow2).
+    pub image: PathBuf,
+    /// Discard guest writes (QEMU `snapshot=on`), leaving the image untouched.
+    pub snapshot: bool,
+    /// Guest memory in MiB.
+    pub memory_mib: u32,
+    /// Guest CPUs.
+    pub cpus: u32,
+    /// Host-to-guest TCP port forwards on 127.0.0.1.
+    pub forwards: Vec<PortForward>,
+    /// Where the serial console goes.
+    pub console: ConsoleMode,
+    /// A cloud-init NoCloud seed: a directory (user-data, meta-data,
+    /// optional network-config) made into a CIDATA ISO, or a ready ISO.
+    pub seed: Option<PathBuf>,
+    /// KVM, TCG or probe.
+    pub accel: AccelChoice,
+}
+
+impl VmOptions {
+    /// Options with Keel's defaults: snapshot on, 2048 MiB, 2 CPUs, no
+    /// forwards, console to `console_log`, accelerator probed.
+    pub fn new(image: impl Into<PathBuf>, console_log: impl Into<PathBuf>) -> Self {
+        VmOptions {
+            image: image.into(),
+            snapshot: true,
+            memory_mib: DEFAULT_MEMORY_MIB,
+            cpus: DEFAULT_CPUS,
+            forwards: Vec::new(),
+            console: ConsoleMode::Log(console_log.into()),
+            seed: None,
+            accel: AccelChoice::Auto,
+        }
+    }
+}
+
+/// Default guest memory: enough for a Debian UKI's initrd to unpack.
+pub const DEFAULT_MEMORY_MIB: u32 = 2048;
+/// Default guest CPU count.
+pub const DEFAULT_CPUS: u32 = 2;
+/// How long [`super::Vm::stop`] waits after SIGTERM before SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_forwards_parse() {
+        let table: &[(&str, Result<PortForward, OptionError>)] = &[
+            (
+                "2222:22",
+                Ok(PortForward {
+                    host: 2222,
+                    guest: 22,
+                }),
+            ),
+            (
+                "8443:443",
+                Ok(PortForward {
+                    host: 8443,
+                    guest: 443,
+                }),
+            ),
+            ("22", Err(OptionError::ForwardSyntax("22".into()))),
+            ("0:22", Err(OptionError::Port("0".into()))),
+            ("70000:22", Err(OptionError::Port("70000".into()))),
+            ("a:22", Err(OptionError::Port("a".into()))),
+            ("22:", Err(OptionError::Port("".into()))),
+        ];
+        for (input, want) in table {
+            assert_eq!(&PortForward::parse(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn hostfwd_binds_loopback_only() {
+        let f = PortForward {
+            host: 2222,
+            guest: 22,
+        };
+        assert_eq!(f.hostfwd(), "hostfwd=tcp:127.0.0.1:2222-:22");
+    }
+
+    #[test]
+    fn image_format_from_magic() {
+        assert_eq!(
+            ImageFormat::detect(b"QFI\xfb\0\0\0\x03"),
+            ImageFormat::Qcow2
+        );
+        assert_eq!(ImageFormat::detect(&[0u8; 512]), ImageFormat::Raw);
+        assert_eq!(ImageFormat::detect(b""), ImageFormat::Raw);
+    }
+
+    #[test]
+    fn accel_choice_parses() {
+        assert_eq!("auto".parse(), Ok(AccelChoice::Auto));
+        assert_eq!("kvm".parse(), Ok(AccelChoice::Kvm));
+        assert_eq!("tcg".parse(), Ok(AccelChoice::Tcg));
+        assert_eq!(
+            "hvf".parse::<AccelChoice>(),
+            Err(OptionError::Accel("hvf".into()))
+        );
+    }
+}

@@ -1,0 +1,255 @@
+//! The QEMU command line for a Keel VM, built by a pure function from a
+//! [`QemuPlan`] so that it can be checked in unit tests without starting
+//! anything.
+//!
+//! The machine is always the same: q35 with OVMF (UEFI) firmware, the disk on
+//! virtio-scsi (its driver is in every mkosi initrd), a TPM 2.0 (tpm-tis)
+//! backed by swtpm, user networking with host forwards on 127.0.0.1 only, and
+//! a virtio RNG so the guest does not wait for entropy.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use super::options::{ImageFormat, PortForward};
+
+/// The QEMU binary.
+pub const QEMU: &str = "qemu-system-x86_64";
+/// OVMF firmware code (read-only).
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+/// OVMF variable store template; each VM boots from its own copy.
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// Accelerator QEMU runs with (the result of probing or the user's choice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    /// The name QEMU uses.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// The serial console's back end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SerialPlan {
+    /// Stdio, multiplexed with the QEMU monitor (Ctrl-A C, Ctrl-A X quits),
+    /// optionally copied to a log file.
+    Stdio { log: Option<PathBuf> },
+    /// A unix socket server (for sending input) whose output is logged to a file.
+    Socket { socket: PathBuf, log: PathBuf },
+}
+
+/// Everything the QEMU command line is made from; all paths absolute.
+#[derive(Debug, Clone)]
+pub struct QemuPlan {
+    pub accel: Accel,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    pub image: PathBuf,
+    pub format: ImageFormat,
+    pub snapshot: bool,
+    /// This VM's writable copy of the OVMF variables.
+    pub ovmf_vars: PathBuf,
+    /// swtpm's control socket.
+    pub tpm_socket: PathBuf,
+    pub forwards: Vec<PortForward>,
+    pub serial: SerialPlan,
+    /// A CIDATA ISO to attach as a CD-ROM.
+    pub seed_iso: Option<PathBuf>,
+    /// QEMU writes its PID here.
+    pub pidfile: PathBuf,
+}
+
+/// Escapes a value for QEMU's `key=value,...` option syntax (commas doubled).
+fn opt_path(p: &Path) -> String {
+    p.to_string_lossy().replace(',', ",,")
+}
+
+/// The QEMU arguments (without the program name) for `plan`.
+pub fn qemu_args(plan: &QemuPlan) -> Vec<OsString> {
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
+    let machine = format!("q35,accel={}", plan.accel.name());
+    let cpu = match plan.accel {
+        Accel::Kvm => "host",
+        Accel::Tcg => "max",
+    };
+    push(&["-machine", &machine, "-cpu", cpu]);
+    push(&[
+        "-m",
+        &plan.memory_mib.to_string(),
+        "-smp",
+        &plan.cpus.to_string(),
+    ]);
+    push(&["-nodefaults", "-no-user-config", "-display", "none"]);
+    push(&["-pidfile", &opt_path(&plan.pidfile)]);
+
+    // UEFI firmware: shared read-only code, per-VM variables.
+    let code = format!(
+        "if=pflash,format=raw,unit=0,readonly=on,file={}",
+        opt_path(Path::new(OVMF_CODE))
+    );
+    let vars = format!(
+        "if=pflash,format=raw,unit=1,file={}",
+        opt_path(&plan.ovmf_vars)
+    );
+    push(&["-drive", &code, "-drive", &vars]);
+
+    // The disk.
+    let snapshot = if plan.snapshot { "on" } else { "off" };
+    let disk = format!(
+        "if=none,id=disk0,file={},format={},snapshot={snapshot},discard=unmap",
+        opt_path(&plan.image),
+        plan.format.qemu_name(),
+    );
+    push(&["-device", "virtio-scsi-pci,id=scsi0"]);
+    push(&[
+        "-drive",
+        &disk,
+        "-device",
+        "scsi-hd,bus=scsi0.0,drive=disk0,bootindex=1",
+    ]);
+
+    if let Some(iso) = &plan.seed_iso {
+        let seed = format!(
+            "if=none,id=seed0,file={},format=raw,readonly=on,media=cdrom",
+            opt_path(iso)
+        );
+        push(&[
+            "-drive",
+            &seed,
+            "-device",
+            "scsi-cd,bus=scsi0.0,drive=seed0",
+        ]);
+    }
+
+    // TPM 2.0 through swtpm.
+    let chr = format!("socket,id=chrtpm,path={}", opt_path(&plan.tpm_socket));
+    push(&[
+        "-chardev",
+        &chr,
+        "-tpmdev",
+        "emulator,id=tpm0,chardev=chrtpm",
+    ]);
+    push(&["-device", "tpm-tis,tpmdev=tpm0"]);
+
+    // Network: user mode, forwards bound to loopback only.
+    let mut netdev = "user,id=net0".to_string();
+    for f in &plan.forwards {
+        netdev.push(',');
+        netdev.push_str(&f.hostfwd());
+    }
+    push(&["-netdev", &netdev, "-device", "virtio-net-pci,netdev=net0"]);
+    push(&["-device", "virtio-rng-pci"]);
+
+    // Serial console.
+    let chardev = match &plan.serial {
+        SerialPlan::Stdio { log } => {
+            let mut c = "stdio,id=con0,mux=on,signal=on".to_string();
+            if let Some(log) = log {
+                c.push_str(&format!(",logfile={},logappend=off", opt_path(log)));
+            }
+            c
+        }
+        SerialPlan::Socket { socket, log } => format!(
+            "socket,id=con0,path={},server=on,wait=off,logfile={},logappend=off",
+            opt_path(socket),
+            opt_path(log)
+        ),
+    };
+    push(&["-chardev", &chardev, "-serial", "chardev:con0"]);
+    if matches!(plan.serial, SerialPlan::Stdio { .. }) {
+        push(&["-mon", "chardev=con0,mode=readline"]);
+    }
+    a.into_iter().map(OsString::from).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> QemuPlan {
+        QemuPlan {
+            accel: Accel::Tcg,
+            memory_mib: 2048,
+            cpus: 2,
+            image: "/img/test,tiny.qcow2".into(),
+            format: ImageFormat::Qcow2,
+            snapshot: true,
+            ovmf_vars: "/run/vm/OVMF_VARS.fd".into(),
+            tpm_socket: "/run/vm/swtpm.sock".into(),
+            forwards: vec![
+                PortForward {
+                    host: 2222,
+                    guest: 22,
+                },
+                PortForward {
+                    host: 8080,
+                    guest: 80,
+                },
+            ],
+            serial: SerialPlan::Socket {
+                socket: "/run/vm/console.sock".into(),
+                log: "/run/vm/console.log".into(),
+            },
+            seed_iso: Some("/run/vm/seed.iso".into()),
+            pidfile: "/run/vm/qemu.pid".into(),
+        }
+    }
+
+    fn render(plan: &QemuPlan) -> String {
+        qemu_args(plan)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn full_command_line_matches_golden() {
+        let want = include_str!("testdata/qemu-args.golden");
+        assert_eq!(render(&plan()), want.trim_end());
+    }
+
+    #[test]
+    fn no_snapshot_and_kvm() {
+        let mut p = plan();
+        p.snapshot = false;
+        p.accel = Accel::Kvm;
+        let s = render(&p);
+        assert!(s.contains("snapshot=off"), "{s}");
+        assert!(s.contains("q35,accel=kvm\n-cpu\nhost"), "{s}");
+    }
+
+    #[test]
+    fn terminal_console_is_muxed_with_monitor_and_logged() {
+        let mut p = plan();
+        p.serial = SerialPlan::Stdio {
+            log: Some("/tmp/c.log".into()),
+        };
+        let s = render(&p);
+        assert!(
+            s.contains("stdio,id=con0,mux=on,signal=on,logfile=/tmp/c.log,logappend=off"),
+            "{s}"
+        );
+        assert!(s.contains("-mon\nchardev=con0,mode=readline"), "{s}");
+    }
+
+    #[test]
+    fn forwards_never_bind_beyond_loopback() {
+        let s = render(&plan());
+        for line in s.lines().filter(|l| l.contains("hostfwd")) {
+            for part in line.split(',').filter(|p| p.starts_with("hostfwd=")) {
+                assert!(part.starts_with("hostfwd=tcp:127.0.0.1:"), "{part}");
+            }
+        }
+    }
+}

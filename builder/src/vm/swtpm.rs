@@ -1,0 +1,136 @@
+//! A fresh software TPM 2.0 for each VM.
+//!
+//! `swtpm_setup` manufactures the TPM (EK, EK certificate and platform
+//! certificate signed by swtpm's local test CA) in a state directory; then
+//! `swtpm socket` serves it to QEMU over a unix control socket. All paths are
+//! absolute: swtpm changes directory, and relative paths would break its
+//! lock file. `--terminate` makes swtpm exit when QEMU disconnects, so it
+//! never outlives its VM even if Keel is killed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use keel_cmd::Task;
+
+use super::process::Tracked;
+
+/// A running swtpm with its state directory and control socket.
+#[derive(Debug)]
+pub struct Swtpm {
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    process: Tracked,
+}
+
+impl Swtpm {
+    /// Manufactures a TPM in `dir/tpm` and starts swtpm on `dir/swtpm.sock`.
+    /// `dir` must be absolute.
+    pub fn start(dir: &Path) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            dir.is_absolute(),
+            "swtpm directory {} is not absolute",
+            dir.display()
+        );
+        let state_dir = dir.join("tpm");
+        std::fs::create_dir_all(&state_dir)
+            .with_context(|| format!("creating {}", state_dir.display()))?;
+        let mut setup = Task::new(
+            "Manufacturing a software TPM (EK and certificates)",
+            "swtpm_setup",
+        );
+        setup
+            .cmd()
+            .args(["--tpm2", "--tpmstate"])
+            .arg(&state_dir)
+            .args([
+                "--createek",
+                "--create-ek-cert",
+                "--create-platform-cert",
+                "--pcr-banks",
+                "sha256",
+                "--overwrite",
+            ]);
+        setup.run().context("setting up the software TPM")?;
+
+        let socket = dir.join("swtpm.sock");
+        let log = dir.join("swtpm.log");
+        let mut cmd = Command::new("swtpm");
+        cmd.args(["socket", "--tpm2", "--terminate", "--tpmstate"])
+            .arg(format!("dir={}", state_dir.display()))
+            .arg("--ctrl")
+            .arg(format!("type=unixio,path={}", socket.display()))
+            .arg("--log")
+            .arg(format!("file={},level=1", log.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut process = Tracked::spawn("swtpm", &mut cmd)?;
+        wait_for_socket(&socket, &mut process, &log)?;
+        Ok(Swtpm {
+            socket,
+            state_dir,
+            process,
+        })
+    }
+
+    /// swtpm's PID.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Stops swtpm (SIGTERM, then SIGKILL).
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        self.process.stop(Duration::from_secs(2)).map(|_| ())
+    }
+}
+
+fn wait_for_socket(socket: &Path, process: &mut Tracked, log: &Path) -> anyhow::Result<()> {
+    let end = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        if let Some(status) = process.try_wait()? {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            anyhow::bail!("swtpm exited ({status}) before opening its socket:\n{text}");
+        }
+        anyhow::ensure!(
+            Instant::now() < end,
+            "swtpm did not open {} within 10 s",
+            socket.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_tpm_has_an_ek_certificate_and_a_socket() {
+        if super::super::find_program("swtpm").is_none()
+            || super::super::find_program("swtpm_setup").is_none()
+        {
+            eprintln!("SKIP fresh_tpm_has_an_ek_certificate_and_a_socket: swtpm not installed");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut tpm = Swtpm::start(dir.path()).expect("swtpm starts");
+        assert!(tpm.socket.exists());
+        // swtpm_setup stores the EK certificate in NV; its state file holds it.
+        let state = std::fs::read_dir(&tpm.state_dir)
+            .expect("state dir")
+            .count();
+        assert!(state > 0, "TPM state directory is empty");
+        let pid = tpm.pid();
+        tpm.stop().expect("stop");
+        assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    }
+
+    #[test]
+    fn relative_dir_is_refused() {
+        let e = Swtpm::start(Path::new("relative/dir")).expect_err("must refuse");
+        assert!(e.to_string().contains("not absolute"), "{e}");
+    }
+}

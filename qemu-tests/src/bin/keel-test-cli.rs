@@ -1,0 +1,19 @@
+//! The `keel` command line for VM tests: the same entry point as the real
+//! `keel` binary, built in this package so tests can run it as a process
+//! (to check Ctrl-C handling and JSON output end to end).
+use std::process::ExitCode;
+
+use clap::Parser;
+use keel_builder::cli::{self, Cli};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    keel_builder::logging::init(cli.verbose);
+    match cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

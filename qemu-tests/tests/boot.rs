@@ -1,0 +1,199 @@
+//! Boot tests: build images/test-tiny with the real `keel build`, boot it
+//! under QEMU (OVMF + swtpm, KVM if the probe allows, else TCG) with the
+//! `keel vm` library, and judge the running system only from its serial
+//! console: systemd reached multi-user.target, /usr is read-only and
+//! dm-verity protected, and the TPM is there as /dev/tpmrm0.
+//!
+//! The image's `keel-check` unit prints one `KEEL-CHECK key=value ... end=1`
+//! line at multi-user (see images/test-tiny). store-node is slower to build
+//! and boot: it runs only with KEEL_TEST_STORE_NODE=1.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use keel_builder::vm::{Vm, VmOptions};
+use keel_qemu_tests::{check, images, prereq};
+
+/// Upper bound for a boot to multi-user (TCG on a busy 2-core machine is
+/// slow); KEEL_TEST_BOOT_TIMEOUT (seconds) overrides it.
+fn boot_timeout() -> Duration {
+    let secs = std::env::var("KEEL_TEST_BOOT_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1200);
+    Duration::from_secs(secs)
+}
+
+const MULTI_USER: &str = r"Reached target .*Multi-User System";
+
+/// Boots `image`, waits for multi-user and the check line, and asserts on it.
+fn boot_and_check(test: &str, image: &images::BuiltImage, memory_mib: u32) {
+    let work = tempfile::tempdir().expect("tempdir");
+    let log = work.path().join("console.log");
+    let before = std::fs::metadata(image.bootable())
+        .expect("image")
+        .modified()
+        .expect("mtime");
+
+    let mut opts = VmOptions::new(image.bootable(), &log);
+    opts.memory_mib = memory_mib;
+    let started = Instant::now();
+    let mut vm = Vm::start(opts).expect("VM starts");
+    let accel = vm.accel().name();
+    let (qemu_pid, swtpm_pid) = (vm.qemu_pid(), vm.swtpm_pid());
+
+    let reached = vm.wait_for_console(MULTI_USER, boot_timeout());
+    let to_multi_user = started.elapsed();
+    let line = reached.unwrap_or_else(|e| panic!("{test}: {e:#}"));
+    eprintln!(
+        "{test}: {} reached multi-user in {:.1} s ({accel}, {memory_mib} MiB): {}",
+        image.name,
+        to_multi_user.as_secs_f64(),
+        line.line
+    );
+    let found = vm
+        .wait_for_console(check::LINE_REGEX, Duration::from_secs(300))
+        .unwrap_or_else(|e| panic!("{test}: no KEEL-CHECK line: {e:#}"));
+    eprintln!("{test}: {}", found.line);
+    let kv = check::parse(&found.line).expect("check line parses");
+    let get = |k: &str| kv.get(k).map(String::as_str).unwrap_or("(missing)");
+
+    assert_eq!(
+        get("multi-user"),
+        "active",
+        "multi-user.target not active: {}",
+        found.line
+    );
+    assert_eq!(
+        get("usr-writable"),
+        "no",
+        "writing below /usr succeeded: {}",
+        found.line
+    );
+    assert_eq!(
+        get("usr-ro-mount"),
+        "yes",
+        "/usr is not mounted read-only: {}",
+        found.line
+    );
+    assert_eq!(
+        get("verity"),
+        "yes",
+        "no dm-verity device backs the OS: {}",
+        found.line
+    );
+    assert_eq!(get("tpmrm0"), "yes", "/dev/tpmrm0 missing: {}", found.line);
+
+    let status = vm.stop().expect("VM stops");
+    eprintln!(
+        "{test}: QEMU stopped ({status}) after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    for (name, pid) in [("qemu", qemu_pid), ("swtpm", swtpm_pid)] {
+        assert!(!alive(pid), "{name} (pid {pid}) still running");
+    }
+    let after = std::fs::metadata(image.bootable())
+        .expect("image")
+        .modified()
+        .expect("mtime");
+    assert_eq!(
+        before, after,
+        "snapshot mode must leave the image file untouched"
+    );
+}
+
+#[test]
+fn test_tiny_boots_to_multi_user_read_only_with_tpm() {
+    let test = "test_tiny_boots_to_multi_user_read_only_with_tpm";
+    if prereq::skip_vm_test(test) {
+        return;
+    }
+    let image = images::build("test-tiny").expect("keel build images/test-tiny");
+    boot_and_check(test, &image, 1024);
+}
+
+#[test]
+fn store_node_boots_to_multi_user_read_only_with_tpm() {
+    let test = "store_node_boots_to_multi_user_read_only_with_tpm";
+    if prereq::skip_unless_env(test, "KEEL_TEST_STORE_NODE") || prereq::skip_vm_test(test) {
+        return;
+    }
+    let image = images::build("store-node").expect("keel build images/store-node");
+    boot_and_check(test, &image, 2048);
+}
+
+/// `keel vm run` as a program: Ctrl-C (SIGINT) mid-boot stops QEMU and
+/// swtpm, and `--json` reports both events.
+#[test]
+fn keel_vm_run_stops_qemu_and_swtpm_on_ctrl_c() {
+    let test = "keel_vm_run_stops_qemu_and_swtpm_on_ctrl_c";
+    if prereq::skip_vm_test(test) {
+        return;
+    }
+    let image = images::build("test-tiny").expect("keel build images/test-tiny");
+    let work = tempfile::tempdir().expect("tempdir");
+    let log = work.path().join("console.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keel-test-cli"))
+        .args(["vm", "run", "--json", "--memory", "1024", "--console-log"])
+        .arg(&log)
+        .arg(image.bootable())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("keel runs");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    out.read_line(&mut first).expect("started event");
+    let started: serde_json::Value = serde_json::from_str(&first).expect("JSON event");
+    assert_eq!(started["event"], "started", "{first}");
+    let pid = |k: &str| {
+        started[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k} in {first}")) as u32
+    };
+    let (qemu, swtpm) = (pid("qemu-pid"), pid("swtpm-pid"));
+    assert!(alive(qemu) && alive(swtpm));
+
+    // Wait until the guest's kernel runs (firmware + EFI stub printed), then Ctrl-C.
+    let end = Instant::now() + boot_timeout();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("EFI stub")
+    {
+        assert!(
+            Instant::now() < end,
+            "no EFI stub line on the console:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "keel exited early"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("SIGINT");
+    let mut second = String::new();
+    out.read_line(&mut second).expect("stopped event");
+    let status = child.wait().expect("keel exits");
+    let stopped: serde_json::Value = serde_json::from_str(&second).expect("JSON event");
+    assert_eq!(stopped["event"], "stopped", "{second}");
+    assert_eq!(stopped["reason"], "signal", "{second}");
+    assert!(status.success(), "keel vm run after Ctrl-C: {status}");
+    assert!(!alive(qemu), "QEMU (pid {qemu}) survived Ctrl-C");
+    assert!(!alive(swtpm), "swtpm (pid {swtpm}) survived Ctrl-C");
+}
+
+/// True while `pid` exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // Field 3, after the parenthesised command name, is the state.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
