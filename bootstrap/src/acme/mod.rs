@@ -1,0 +1,83 @@
+//! Short-lived TLS certificates for the node from an ACME CA (RFC 8555).
+//!
+//! The join material from enrollment names the CA's directory URL, the CA
+//! bundle that signs its TLS listener, and an External Account Binding (EAB)
+//! key id and HMAC key. With these the node:
+//!
+//! 1. creates (once) an ACME account bound to the EAB key and persists its
+//!    credentials under the state directory (0600), so every later run, and
+//!    every rerun after a power cut, uses the SAME account ([`issue`]);
+//! 2. generates a fresh P-256 certificate key locally, answers the HTTP-01
+//!    challenge with its own small responder ([`http01`]), and writes the
+//!    key, certificate and chain into a new generation directory, switched in
+//!    by an atomic symlink swap, so the old certificate stays in place until
+//!    the new one is complete ([`store`]);
+//! 3. renews when a configurable fraction (default two thirds) of the
+//!    lifetime the CA chose has passed, retrying with backoff and jitter
+//!    while the CA is unreachable ([`renew`]).
+//!
+//! Keys are files with mode 0600, not TPM-resident: instant-acme signs with
+//! an in-memory PKCS#8 key and rustls/rcgen need the key material too.
+
+pub mod config;
+pub mod http01;
+pub mod issue;
+pub mod renew;
+pub mod store;
+
+pub use config::{AcmeConfig, Eab, RetryPolicy};
+pub use issue::{ensure_account, issue_certificate};
+pub use renew::{renew, renew_once, renewal_due, RenewOutcome};
+pub use store::{CertInfo, CertStore};
+
+/// Errors from the ACME client.
+#[derive(Debug, thiserror::Error)]
+pub enum AcmeError {
+    #[error("reading ACME config {path}: {source}")]
+    ConfigRead {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("parsing ACME config: {0}")]
+    ConfigParse(#[from] serde_json::Error),
+    #[error("invalid ACME config: {0}")]
+    Config(String),
+    #[error("ACME protocol: {0}")]
+    Protocol(#[from] instant_acme::Error),
+    #[error("certificate key or request: {0}")]
+    Key(#[from] rcgen::Error),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("HTTP-01 responder on {addr}: {source}")]
+    Responder {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("order for {names:?} ended {status}")]
+    Order { names: Vec<String>, status: String },
+    #[error("certificate from the CA is not valid PEM/X.509: {0}")]
+    BadCertificate(String),
+    #[error("ACME CA still unreachable after {attempts} attempts over {elapsed_s} s: {last}")]
+    GaveUp {
+        attempts: u32,
+        elapsed_s: u64,
+        last: Box<AcmeError>,
+    },
+}
+
+impl AcmeError {
+    pub(crate) fn io(what: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
+        AcmeError::Io {
+            what,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
