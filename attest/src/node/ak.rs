@@ -155,3 +155,47 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), TpmError> {
     }
     Ok(())
 }
+
+/// Template change that drops `restricted` (test support).
+#[derive(Debug, Clone, Copy)]
+struct Unrestricted;
+
+impl tss_esapi::abstraction::KeyCustomization for Unrestricted {
+    fn attributes(
+        &self,
+        b: tss_esapi::attributes::ObjectAttributesBuilder,
+    ) -> tss_esapi::attributes::ObjectAttributesBuilder {
+        b.with_restricted(false)
+    }
+}
+
+impl NodeTpm {
+    /// Creates an ECC signing key under the EK that is NOT restricted, so
+    /// tests can check that verifiers refuse it as an AK. Never use it as an
+    /// AK: an unrestricted key signs anything, including forged quotes.
+    pub fn create_unrestricted_signing_key_for_tests(&mut self, ek: &Ek) -> Result<Ak, TpmError> {
+        let created = ak::create_ak_2(
+            &mut self.ctx,
+            ek.handle,
+            HashingAlgorithm::Sha256,
+            AsymmetricAlgorithmSelection::Ecc(EccCurve::NistP256),
+            SignatureSchemeAlgorithm::EcDsa,
+            None,
+            Unrestricted,
+        )
+        .map_err(tss("create unrestricted key"))?;
+        let f = AkFile {
+            version: 1,
+            alg: AkAlg::EccP256,
+            ek_public: B64(ek.public.clone()),
+            public: B64(created
+                .out_public
+                .marshall()
+                .map_err(tss("marshal public"))?),
+            private: B64(created.out_private.value().to_vec()),
+        };
+        let mut ak = self.load_ak_blobs(ek, &f)?;
+        ak.created = true;
+        Ok(ak)
+    }
+}
