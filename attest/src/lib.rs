@@ -7,5 +7,7 @@ pub mod client;
 #[cfg(feature = "tpm")]
 pub mod node;
 pub mod protocol;
+#[cfg(feature = "soft")]
+pub mod soft;
 pub mod tpm2;
 pub mod verify;
