@@ -111,8 +111,8 @@ fn run(r: &mut Rig, ek_alg: EkAlg, ak_alg: AkAlg) -> Run {
     let ev = verifier.verify_start(&start).expect("start verifies");
     assert_eq!(
         ev.ek_certified,
-        ek_alg == EkAlg::Rsa2048,
-        "swtpm has a certificate for the RSA EK only"
+        ek_alg != EkAlg::EccP256,
+        "swtpm certifies its RSA-2048 and P-384 EKs, not a P-256 one"
     );
     let sel = PcrSelection {
         bank: PcrBank::Sha256,
@@ -385,4 +385,11 @@ fn rsa_ak_and_non_restricted_ak() {
     };
     let e = v.verify_start(&start).expect_err("non-restricted AK");
     assert_eq!(e.code(), RejectCode::AkAttributes, "{e}");
+}
+
+#[test]
+fn ecc_p384_ek_with_certificate_round_trip() {
+    let Some(mut r) = rig() else { return };
+    let run = run(&mut r, EkAlg::EccP384, AkAlg::EccP256);
+    assert!(run.start.ek_cert.is_some());
 }

@@ -18,7 +18,6 @@ use std::str::FromStr;
 
 use tss_esapi::abstraction::{ek, AsymmetricAlgorithmSelection};
 use tss_esapi::handles::KeyHandle;
-use tss_esapi::interface_types::algorithm::AsymmetricAlgorithm;
 use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::interface_types::key_bits::RsaKeyBits;
 use tss_esapi::tcti_ldr::TctiNameConf;
@@ -81,6 +80,9 @@ pub enum EkAlg {
     Rsa2048,
     /// ECC NIST P-256 (template L-2, certificate at NV 0x01c0000a).
     EccP256,
+    /// ECC NIST P-384 (template H-3, certificate at NV 0x01c00016; the ECC
+    /// EK swtpm certifies). Its authorisation allows the empty password.
+    EccP384,
 }
 
 impl EkAlg {
@@ -88,12 +90,7 @@ impl EkAlg {
         match self {
             EkAlg::Rsa2048 => AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048),
             EkAlg::EccP256 => AsymmetricAlgorithmSelection::Ecc(EccCurve::NistP256),
-        }
-    }
-    fn asym(self) -> AsymmetricAlgorithm {
-        match self {
-            EkAlg::Rsa2048 => AsymmetricAlgorithm::Rsa,
-            EkAlg::EccP256 => AsymmetricAlgorithm::Ecc,
+            EkAlg::EccP384 => AsymmetricAlgorithmSelection::Ecc(EccCurve::NistP384),
         }
     }
 }
@@ -143,8 +140,8 @@ impl NodeTpm {
     /// its certificate from NV if one is provisioned. The EK is the same key
     /// every time on the same TPM.
     pub fn ek(&mut self, alg: EkAlg) -> Result<Ek, TpmError> {
-        let handle =
-            ek::create_ek_object(&mut self.ctx, alg.asym(), None).map_err(tss("create EK"))?;
+        let handle = ek::create_ek_object_2(&mut self.ctx, alg.selection(), None)
+            .map_err(tss("create EK"))?;
         let (public, _, _) = self
             .ctx
             .read_public(handle)

@@ -13,7 +13,7 @@ use tss_esapi::structures::{
 };
 use tss_esapi::traits::Marshall;
 
-use super::{tss, Ak, Ek, NodeTpm, TpmError};
+use super::{tss, Ak, Ek, EkAlg, NodeTpm, TpmError};
 use crate::tpm2::attest::QuoteAttest;
 use crate::tpm2::HashAlg;
 
@@ -61,7 +61,22 @@ impl NodeTpm {
         let id = IdObject::try_from(credential_blob.to_vec()).map_err(tss("credential blob"))?;
         let secret = EncryptedSecret::try_from(encrypted_secret.to_vec())
             .map_err(tss("encrypted secret"))?;
-        // The EK (default template) authorises through PolicySecret(endorsement).
+        if ek.alg == EkAlg::EccP384 {
+            // High-range templates set userWithAuth: the empty password works.
+            return self
+                .ctx
+                .execute_with_sessions(
+                    (
+                        Some(AuthSession::Password),
+                        Some(AuthSession::Password),
+                        None,
+                    ),
+                    |c| c.activate_credential(ak.handle, ek.handle, id, secret),
+                )
+                .map(|d| d.value().to_vec())
+                .map_err(tss("activate credential"));
+        }
+        // The EK (low-range template) authorises through PolicySecret(endorsement).
         let policy = self
             .ctx
             .start_auth_session(
