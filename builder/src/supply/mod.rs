@@ -3,9 +3,22 @@
 //!
 //! The build calls [`finalize_tree`] on the image root after packages are
 //! installed and before the image is sealed, and [`after_build`] once the
-//! artifacts exist in the output directory.
+//! artifacts exist in the output directory. `keel sign`, `keel verify` and
+//! `keel key generate` call [`release::sign_dir`], [`verify::verify_dir`] and
+//! [`sign::generate_key_pair`].
 
-use std::path::PathBuf;
+pub mod dpkg;
+pub mod image;
+pub mod keyscan;
+pub mod pcr;
+pub mod release;
+pub mod sbom;
+pub mod sign;
+pub mod verify;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
 
 /// What [`finalize_tree`] needs to know about the image tree being built.
 #[derive(Debug, Clone)]
@@ -39,17 +52,162 @@ pub struct ReleaseContext {
     /// The unified kernel image, for the expected PCR 11 / PCR 4 values.
     pub uki: Option<PathBuf>,
     pub verity_roothash: Option<String>,
-    /// Encrypted cosign private key; password from `KEEL_KEY_PASSWORD` or a password file.
+    /// Encrypted cosign private key; password from `KEEL_KEY_PASSWORD` or the
+    /// file named by `KEEL_KEY_PASSWORD_FILE`.
     pub sign_key: Option<PathBuf>,
 }
+
+/// Environment variable naming a directory of apt `*_Packages` indexes to
+/// take `.deb` checksums from, besides the image's own `/var/lib/apt/lists`.
+pub const APT_LISTS_ENV: &str = "KEEL_APT_LISTS";
 
 /// Writes the SBOMs into the image tree and `publish_dir`, and fails if the
 /// tree contains private key material.
 pub fn finalize_tree(ctx: &TreeContext) -> anyhow::Result<()> {
-    anyhow::bail!("sbom generation for {} not implemented yet", ctx.root.display())
+    let findings = keyscan::scan_tree(&ctx.root).context("scanning image tree for private keys")?;
+    if let Some(first) = findings.first() {
+        let list: Vec<String> = findings
+            .iter()
+            .map(|f| format!("  {} ({})", f.path.display(), f.kind))
+            .collect();
+        bail!(
+            "the image contains private key material, refusing to seal it (first: {}):\n{}\nkeys must be created on the node at first boot or delivered by enrollment, never baked into an image",
+            first.path.display(),
+            list.join("\n")
+        );
+    }
+    let inv = inventory(ctx)?;
+    tracing::info!(
+        packages = inv.packages.len(),
+        with_checksum = inv
+            .packages
+            .iter()
+            .filter(|p| p.deb_sha256.is_some())
+            .count(),
+        keel_binaries = inv.binaries.len(),
+        "writing SBOMs"
+    );
+    let docs = [
+        (sbom::SPDX_FILE, sbom::spdx(&inv)),
+        (sbom::CYCLONEDX_FILE, sbom::cyclonedx(&inv)),
+    ];
+    let in_image = ctx.root.join(sbom::SBOM_DIR);
+    for dir in [&in_image, &ctx.publish_dir] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (name, doc) in &docs {
+            let mut text = serde_json::to_string_pretty(doc).context("serialising SBOM")?;
+            text.push('\n');
+            write_atomic(&dir.join(name), text.as_bytes())?;
+        }
+    }
+    Ok(())
 }
 
-/// Writes `out_dir/manifest.json` and, with a signing key, signs it and every artifact.
-pub fn after_build(ctx: &ReleaseContext) -> anyhow::Result<()> {
-    anyhow::bail!("release manifest for {} not implemented yet", ctx.out_dir.display())
+/// Builds the SBOM inventory of the tree (packages, checksums, licenses, Keel binaries).
+pub fn inventory(ctx: &TreeContext) -> anyhow::Result<sbom::Inventory> {
+    let own_lists = ctx.root.join("var/lib/apt/lists");
+    // Inside mkosi's finalize sandbox /var/lib/apt is mkosi's package cache
+    // (the lists it installed from), even when the image keeps none.
+    let sandbox_lists = PathBuf::from("/var/lib/apt/lists");
+    let extra = std::env::var_os(APT_LISTS_ENV).map(PathBuf::from);
+    let mut dirs: Vec<&Path> = vec![&own_lists];
+    if let Some(e) = &extra {
+        dirs.push(e);
+    }
+    dirs.push(&sandbox_lists);
+    let packages =
+        dpkg::load_packages(&ctx.root, &dirs).context("reading the image's dpkg database")?;
+    let created = match std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        Some(e) => sbom::rfc3339(e),
+        None => sbom::rfc3339(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
+        ),
+    };
+    Ok(sbom::Inventory {
+        image_name: ctx.image_name.clone(),
+        image_version: ctx.image_version.clone(),
+        distro: distro_qualifier(&ctx.distribution, &ctx.release),
+        packages,
+        binaries: keel_binaries(&ctx.root)?,
+        created,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+    })
 }
+
+/// `debian-12` for Debian bookworm (purl `distro` qualifier).
+pub fn distro_qualifier(distribution: &str, release: &str) -> String {
+    let num = match release {
+        "bullseye" => "11",
+        "bookworm" => "12",
+        "trixie" => "13",
+        "forky" => "14",
+        other => other,
+    };
+    format!("{distribution}-{num}")
+}
+
+/// Keel's own programs in the tree: `/usr/bin/keel*`, `/usr/lib/keel/*`.
+pub fn keel_binaries(root: &Path) -> anyhow::Result<Vec<sbom::Binary>> {
+    let mut out = Vec::new();
+    for (dir, prefix) in [
+        ("usr/bin", "keel"),
+        ("usr/lib/keel", ""),
+        ("usr/libexec/keel", ""),
+    ] {
+        let Ok(rd) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(prefix) && e.file_type().is_ok_and(|t| t.is_file()) {
+                let (d, _) = sign::sha256_file(&e.path())?;
+                out.push(sbom::Binary {
+                    path: format!("/{dir}/{name}"),
+                    sha256: hex::encode(d),
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// Writes `manifest.json` into the output directory and, with a signing key,
+/// signs it and every artifact.
+pub fn after_build(ctx: &ReleaseContext) -> anyhow::Result<()> {
+    let manifest = release::build_manifest(ctx).context("building release manifest")?;
+    let path = ctx.out_dir.join(release::MANIFEST_FILE);
+    write_atomic(&path, manifest.to_json().as_bytes())?;
+    tracing::info!(path = %path.display(), artifacts = manifest.artifacts.len(), "wrote release manifest");
+    if let Some(key) = &ctx.sign_key {
+        let pw_file = std::env::var_os("KEEL_KEY_PASSWORD_FILE").map(PathBuf::from);
+        let pw = sign::password(pw_file.as_deref())?;
+        release::sign_dir(&ctx.out_dir, key, &pw).context("signing release")?;
+    }
+    Ok(())
+}
+
+/// Atomic write: temp file in the same directory, sync, rename.
+pub fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating temp file in {}", dir.display()))?;
+    tmp.write_all(data)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    // Keep files world-readable like a normal write (NamedTempFile is 0600).
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,155 @@
+//! The private-key scan: real keys of every kind are found, look-alikes are not.
+
+use crate::supply::keyscan::*;
+use keel_cmd::CommandRunExt as _;
+use std::process::Command;
+
+fn openssl(args: &[&str]) -> Vec<u8> {
+    let out = Command::new("openssl").args(args).run_get_string();
+    out.expect("openssl").into_bytes()
+}
+
+#[test]
+fn finds_real_keys_and_ignores_lookalikes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let p = |n: &str| d.join(n).display().to_string();
+    // Real keys made by the real tools.
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        &p("pkcs8.pem"),
+    ]);
+    openssl(&[
+        "pkcs8",
+        "-topk8",
+        "-nocrypt",
+        "-in",
+        &p("pkcs8.pem"),
+        "-outform",
+        "DER",
+        "-out",
+        &p("pkcs8.der"),
+    ]);
+    openssl(&[
+        "ec",
+        "-in",
+        &p("pkcs8.pem"),
+        "-outform",
+        "DER",
+        "-out",
+        &p("sec1.der"),
+    ]);
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:1024",
+        "-out",
+        &p("rsa.pem"),
+    ]);
+    openssl(&[
+        "rsa",
+        "-in",
+        &p("rsa.pem"),
+        "-traditional",
+        "-outform",
+        "DER",
+        "-out",
+        &p("rsa1.der"),
+    ]);
+    openssl(&["genpkey", "-algorithm", "ED25519", "-out", &p("ed.pem")]);
+    openssl(&[
+        "pkcs8",
+        "-topk8",
+        "-nocrypt",
+        "-in",
+        &p("ed.pem"),
+        "-outform",
+        "DER",
+        "-out",
+        &p("ed.der"),
+    ]);
+    if Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f", &p("id_ed25519")])
+        .run()
+        .is_err()
+    {
+        eprintln!(
+            "SKIP openssh part of finds_real_keys_and_ignores_lookalikes: ssh-keygen missing"
+        );
+    }
+    let cosign =
+        crate::supply::sign::generate_key_pair(&d.join("cosign"), b"pw").expect("cosign key");
+    let cases: &[(&str, Option<&str>)] = &[
+        ("pkcs8.pem", Some("PEM private key (PKCS#8)")),
+        ("pkcs8.der", Some("DER private key (PKCS#8)")),
+        ("sec1.der", Some("DER EC private key (SEC1)")),
+        ("rsa.pem", Some("PEM private key (PKCS#8)")),
+        ("rsa1.der", Some("DER RSA private key (PKCS#1)")),
+        ("ed.der", Some("DER private key (PKCS#8)")),
+        ("cosign.key", Some("cosign/sigstore encrypted private key")),
+        ("cosign.pub", None),
+    ];
+    for (name, want) in cases {
+        let data = std::fs::read(d.join(name)).expect(name);
+        assert_eq!(scan_bytes(&data), *want, "{name}");
+    }
+    assert_eq!(cosign.0, d.join("cosign.key"));
+    if d.join("id_ed25519").exists() {
+        let data = std::fs::read(d.join("id_ed25519")).expect("ssh key");
+        assert_eq!(scan_bytes(&data), Some("OpenSSH private key"));
+        let public = std::fs::read(d.join("id_ed25519.pub")).expect("ssh pub");
+        assert_eq!(scan_bytes(&public), None);
+    }
+    // Look-alikes: labels inside programs and docs, certificates, empty bodies.
+    let lookalikes: &[&[u8]] = &[
+        b"\0-----BEGIN OPENSSH PRIVATE KEY-----\n\0-----END OPENSSH PRIVATE KEY-----\n\0",
+        b"see -----BEGIN PRIVATE KEY----- ... -----END PRIVATE KEY----- in the manual",
+        b"-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUZ2ZmZmZmZmZmZmZmZmZmZmZmZmZmZmYwCgYIKoZIzj0EAwIw\n-----END CERTIFICATE-----\n",
+        b"\x30\x03\x02\x01\x00",
+        b"",
+    ];
+    for l in lookalikes {
+        assert_eq!(scan_bytes(l), None, "{}", String::from_utf8_lossy(l));
+    }
+}
+
+#[test]
+fn tree_scan_names_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("etc/ssl/private")).expect("mkdir");
+    std::fs::create_dir_all(root.join("usr/bin")).expect("mkdir");
+    std::fs::write(
+        root.join("usr/bin/tool"),
+        b"\0-----BEGIN RSA PRIVATE KEY-----\0",
+    )
+    .expect("write");
+    assert!(scan_tree(root).expect("scan").is_empty());
+    let key = root.join("etc/ssl/private/node.key");
+    Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ])
+        .arg(&key)
+        .run()
+        .expect("openssl");
+    std::os::unix::fs::symlink(&key, root.join("link.key")).expect("symlink");
+    let found = scan_tree(root).expect("scan");
+    assert_eq!(found.len(), 1, "symlinks are not followed: {found:?}");
+    assert_eq!(
+        found[0].path,
+        std::path::Path::new("/etc/ssl/private/node.key")
+    );
+}

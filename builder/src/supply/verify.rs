@@ -1,0 +1,184 @@
+//! `keel verify DIR --key PUB`: the manifest's signature first, then every
+//! artifact's size, digest and signature (and its bundle), then the SBOMs
+//! embedded in the image against the manifest. Stops at the first mismatch and
+//! names the file and the reason.
+
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use p256::ecdsa::VerifyingKey;
+use serde::Serialize;
+
+use super::release::MANIFEST_FILE;
+use super::{image, sign};
+
+/// The outcome of a verification, printed as text or JSON (`--json`).
+#[derive(Debug, Clone, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub struct Report {
+    pub ok: bool,
+    /// What was checked, in order (`manifest.json: signature`, ...).
+    pub checked: Vec<String>,
+    /// Checks that could not run, with the reason.
+    pub skipped: Vec<String>,
+    pub failure: Option<Failure>,
+}
+
+/// The first thing that did not match.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Failure {
+    pub file: String,
+    pub reason: String,
+}
+
+struct Ctx {
+    dir: PathBuf,
+    key: VerifyingKey,
+    report: Report,
+}
+
+type Step<T> = Result<T, Failure>;
+
+fn fail<T>(file: &str, reason: impl Into<String>) -> Step<T> {
+    Err(Failure {
+        file: file.to_string(),
+        reason: reason.into(),
+    })
+}
+
+impl Ctx {
+    /// Checks `FILE.sig` and `FILE.sigstore.json` against the file's digest.
+    fn check_signature(&mut self, name: &str, digest: &[u8; 32]) -> Step<()> {
+        let sig_name = format!("{name}.sig");
+        let sig = match std::fs::read_to_string(self.dir.join(&sig_name)) {
+            Ok(s) => s,
+            Err(e) => return fail(&sig_name, format!("signature missing: {e}")),
+        };
+        if let Err(e) = sign::verify_digest(&self.key, digest, &sig) {
+            return fail(
+                name,
+                format!("{e:#} ({sig_name}, wrong key or file changed)"),
+            );
+        }
+        self.report.checked.push(format!("{name}: signature"));
+        let b_name = format!("{name}.sigstore.json");
+        let text = match std::fs::read_to_string(self.dir.join(&b_name)) {
+            Ok(s) => s,
+            Err(e) => return fail(&b_name, format!("bundle missing: {e}")),
+        };
+        let b: serde_json::Value = match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(e) => return fail(&b_name, format!("bundle is not JSON: {e}")),
+        };
+        let ms = &b["messageSignature"];
+        if ms["messageDigest"]["algorithm"] != "SHA2_256"
+            || ms["messageDigest"]["digest"].as_str() != Some(B64.encode(digest).as_str())
+        {
+            return fail(&b_name, "bundle digest does not match the file");
+        }
+        let Some(bsig) = ms["signature"].as_str() else {
+            return fail(&b_name, "bundle has no signature");
+        };
+        if let Err(e) = sign::verify_digest(&self.key, digest, bsig) {
+            return fail(&b_name, format!("bundle {e:#}"));
+        }
+        self.report.checked.push(format!("{name}: bundle"));
+        Ok(())
+    }
+
+    fn run(&mut self) -> Step<()> {
+        let mpath = self.dir.join(MANIFEST_FILE);
+        let (mdigest, _) = match sign::sha256_file(&mpath) {
+            Ok(d) => d,
+            Err(e) => return fail(MANIFEST_FILE, format!("{e:#}")),
+        };
+        self.check_signature(MANIFEST_FILE, &mdigest)?;
+        let m = match keel_manifest::load(&mpath) {
+            Ok(m) => m,
+            Err(e) => return fail(MANIFEST_FILE, e.to_string()),
+        };
+        for a in &m.artifacts {
+            let p = self.dir.join(&a.name);
+            let size = match std::fs::metadata(&p) {
+                Ok(md) => md.len(),
+                Err(e) => return fail(&a.name, format!("missing: {e}")),
+            };
+            if size != a.size {
+                return fail(&a.name, format!("size is {size}, manifest says {}", a.size));
+            }
+            let (d, _) = match sign::sha256_file(&p) {
+                Ok(d) => d,
+                Err(e) => return fail(&a.name, format!("{e:#}")),
+            };
+            if hex::encode(d) != a.sha256 {
+                return fail(
+                    &a.name,
+                    format!("sha256 is {}, manifest says {}", hex::encode(d), a.sha256),
+                );
+            }
+            self.report
+                .checked
+                .push(format!("{}: size and sha256", a.name));
+            self.check_signature(&a.name, &d)?;
+        }
+        let raw = m.artifacts.iter().find(|a| a.name.ends_with(".raw"));
+        match (raw, m.sboms.is_empty()) {
+            (_, true) => self
+                .report
+                .skipped
+                .push("embedded SBOMs: manifest lists none".into()),
+            (None, false) => self
+                .report
+                .skipped
+                .push("embedded SBOMs: no raw disk image in the release".into()),
+            (Some(raw), false) => {
+                let tmp = tempfile::tempdir().map_err(|e| Failure {
+                    file: raw.name.clone(),
+                    reason: e.to_string(),
+                })?;
+                for s in &m.sboms {
+                    let out = tmp.path().join(s.path.replace('/', "_"));
+                    if let Err(e) = image::copy_from_image(&self.dir.join(&raw.name), &s.path, &out)
+                    {
+                        return fail(
+                            &raw.name,
+                            format!("reading {} from the image: {e:#}", s.path),
+                        );
+                    }
+                    let d = sign::sha256_file(&out)
+                        .map(|(d, _)| hex::encode(d))
+                        .unwrap_or_default();
+                    if d != s.sha256 {
+                        return fail(
+                            &raw.name,
+                            format!(
+                                "embedded {} has sha256 {d}, manifest says {}",
+                                s.path, s.sha256
+                            ),
+                        );
+                    }
+                    self.report
+                        .checked
+                        .push(format!("{}: embedded {}", raw.name, s.path));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Verifies the release in `dir` with the public key at `key`.
+pub fn verify_dir(dir: &Path, key: &Path) -> anyhow::Result<Report> {
+    let key = sign::load_public_key(key)?;
+    let mut ctx = Ctx {
+        dir: dir.to_path_buf(),
+        key,
+        report: Report::default(),
+    };
+    match ctx.run() {
+        Ok(()) => ctx.report.ok = true,
+        Err(f) => ctx.report.failure = Some(f),
+    }
+    Ok(ctx.report)
+}
