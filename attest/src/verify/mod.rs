@@ -132,3 +132,6 @@ impl VerifyError {
         crate::protocol::RejectReason::new(self.code(), self.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests;
