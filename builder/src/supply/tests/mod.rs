@@ -5,9 +5,9 @@
 
 mod dpkg;
 mod keyscan;
-//mod pcr;
+mod pcr;
 mod sbom;
-//mod sign;
+mod sign;
 
 /// Prints a skip line and returns true when `tool` is not on PATH.
 pub fn skip_without(test: &str, tool: &str) -> bool {
