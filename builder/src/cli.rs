@@ -34,6 +34,16 @@ pub enum Commands {
     #[command(hide = true, subcommand)]
     Internal(InternalCommand),
     // Other subcommands (vm, key, sign, verify, sbom) are added below this line.
+    /// Release signing keys.
+    #[command(subcommand)]
+    Key(crate::supply::cli::KeyCommand),
+    /// Sign manifest.json and every artifact of a release directory (cosign formats).
+    Sign(crate::supply::cli::SignArgs),
+    /// Verify a release: manifest signature, every artifact, the SBOMs inside the image.
+    Verify(crate::supply::cli::VerifyArgs),
+    /// Write SBOMs for a Debian tree (what `keel build` does inside the image).
+    #[command(hide = true)]
+    Sbom(crate::supply::cli::SbomArgs),
     /// Boot images under QEMU with UEFI firmware and a software TPM.
     #[command(subcommand)]
     Vm(crate::vm::cli::VmCommand),
@@ -123,6 +133,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Commands::Internal(InternalCommand::Finalize(args)) => crate::hooks::finalize(args),
         // Other subcommands' arms go below this line.
         Commands::Vm(cmd) => crate::vm::cli::run(cmd),
+        Commands::Key(cmd) => crate::supply::cli::run_key(cmd),
+        Commands::Sign(args) => crate::supply::cli::run_sign(args),
+        Commands::Verify(args) => crate::supply::cli::run_verify(args),
+        Commands::Sbom(args) => crate::supply::cli::run_sbom(args),
     }
 }
 

@@ -7,6 +7,7 @@
 //! `keel key generate` call [`release::sign_dir`], [`verify::verify_dir`] and
 //! [`sign::generate_key_pair`].
 
+pub mod cli;
 pub mod dpkg;
 pub mod image;
 pub mod keyscan;

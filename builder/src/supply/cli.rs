@@ -1,0 +1,133 @@
+//! The supply-chain subcommands: `keel key generate`, `keel sign`,
+//! `keel verify` and the hidden `keel sbom` (SBOMs for a tree, by hand).
+//! Each is a thin layer over the library functions of this module.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Subcommand};
+
+/// `keel key ...`
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Write a cosign-compatible encrypted ECDSA P-256 key pair: PREFIX.key and PREFIX.pub.
+    /// The password comes from KEEL_KEY_PASSWORD or --password-file, never the command line.
+    Generate(KeyGenerateArgs),
+}
+
+/// Options of `keel key generate`.
+#[derive(Debug, Args)]
+pub struct KeyGenerateArgs {
+    /// Path prefix of the key files (`release` writes release.key and release.pub).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// File whose first line is the password (else env KEEL_KEY_PASSWORD).
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+}
+
+/// Options of `keel sign`.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// Release directory holding manifest.json and the artifacts it lists.
+    pub dir: PathBuf,
+    /// Encrypted cosign private key.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// File whose first line is the key password (else env KEEL_KEY_PASSWORD).
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+}
+
+/// Options of `keel verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Release directory holding manifest.json, the artifacts and their signatures.
+    pub dir: PathBuf,
+    /// The release public key (PEM, as written by `keel key generate` or cosign).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Print a JSON report on stdout (the exit code still says pass or fail).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of the hidden `keel sbom`.
+#[derive(Debug, Args)]
+pub struct SbomArgs {
+    /// Root of a Debian tree (holds var/lib/dpkg/status).
+    #[arg(long)]
+    pub root: PathBuf,
+    /// Where to write sbom.spdx.json and sbom.cdx.json (they also go into ROOT/usr/share/keel/sbom).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value = "image")]
+    pub image_name: String,
+    #[arg(long, default_value = "0")]
+    pub image_version: String,
+    #[arg(long, default_value = "debian")]
+    pub distribution: String,
+    #[arg(long, default_value = "bookworm")]
+    pub release: String,
+    #[arg(long, default_value = "amd64")]
+    pub architecture: String,
+}
+
+/// Runs `keel key ...`.
+pub fn run_key(cmd: KeyCommand) -> anyhow::Result<()> {
+    match cmd {
+        KeyCommand::Generate(a) => {
+            let pw = super::sign::password(a.password_file.as_deref())?;
+            if pw.is_empty() {
+                bail!("refusing an empty key password");
+            }
+            let (key, public) = super::sign::generate_key_pair(&a.out, &pw)?;
+            println!("private key: {} (encrypted, keep it in your CI secret store)", key.display());
+            println!("public key:  {} (publish it; nodes and `keel verify` use it)", public.display());
+            Ok(())
+        }
+    }
+}
+
+/// Runs `keel sign DIR --key K`.
+pub fn run_sign(a: SignArgs) -> anyhow::Result<()> {
+    let pw = super::sign::password(a.password_file.as_deref())?;
+    super::release::sign_dir(&a.dir, &a.key, &pw).with_context(|| format!("signing {}", a.dir.display()))
+}
+
+/// Runs `keel verify DIR --key PUB`; fails naming the first mismatching file.
+pub fn run_verify(a: VerifyArgs) -> anyhow::Result<()> {
+    let report = super::verify::verify_dir(&a.dir, &a.key)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for c in &report.checked {
+            println!("ok      {c}");
+        }
+        for s in &report.skipped {
+            println!("skipped {s}");
+        }
+    }
+    match report.failure {
+        Some(f) => bail!("verification failed: {}: {}", f.file, f.reason),
+        None => {
+            if !a.json {
+                println!("release in {} verified", a.dir.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Runs the hidden `keel sbom`.
+pub fn run_sbom(a: SbomArgs) -> anyhow::Result<()> {
+    super::finalize_tree(&super::TreeContext {
+        root: a.root,
+        publish_dir: a.out,
+        image_name: a.image_name,
+        image_version: a.image_version,
+        distribution: a.distribution,
+        release: a.release,
+        architecture: a.architecture,
+    })
+}
