@@ -7,4 +7,5 @@ pub mod admission;
 pub mod audit;
 pub mod config;
 pub mod issue;
+pub mod server;
 pub mod store;

@@ -1,0 +1,379 @@
+//! `POST /v1/enroll/start` and `POST /v1/enroll/finish`.
+//!
+//! The CPU-heavy crypto (EK certificate chain, MakeCredential's RSA/ECDH,
+//! quote signature, event-log replay) runs in `spawn_blocking`: each call takes
+//! from tens of microseconds (ECC) to milliseconds (RSA), and running it on the
+//! async workers would stall every other connection on that worker meanwhile.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use keel_attest::protocol::{
+    Decision, EnrollInfo, FinishRequest, JoinMaterial, PcrBank, PcrSelection, RejectCode,
+    RejectReason, StartRequest, StartResponse,
+};
+use keel_attest::verify::{SessionSecrets, VerifyError};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use super::App;
+use crate::admission::{Claim, Verdict};
+use crate::audit::Entry;
+use crate::issue::{IssueRequest, Material};
+use crate::store::{SessionRow, Taken};
+
+/// Seconds a pending node is told to wait before starting again.
+const PENDING_RETRY_SECS: u64 = 60;
+
+/// PCRs quoted when a release's reference values constrain none.
+const DEFAULT_PCRS: [u8; 8] = [0, 1, 2, 3, 4, 5, 6, 7];
+
+fn reply(status: StatusCode, body: impl serde::Serialize) -> Response {
+    (status, Json(body)).into_response()
+}
+
+fn rejected(code: RejectCode, msg: impl Into<String>) -> Decision {
+    Decision::Rejected {
+        reason: RejectReason::new(code, msg),
+    }
+}
+
+fn status_for(code: RejectCode) -> StatusCode {
+    match code {
+        RejectCode::Internal => StatusCode::SERVICE_UNAVAILABLE,
+        RejectCode::MalformedRequest | RejectCode::UnsupportedVersion => StatusCode::BAD_REQUEST,
+        _ => StatusCode::FORBIDDEN,
+    }
+}
+
+/// A host-name-like identifier: 1-63 of `[a-z0-9-]`, not starting or ending with `-`.
+pub fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!("internal error: {e}");
+    let d = rejected(
+        RejectCode::Internal,
+        "the enrollment service failed; retry later",
+    );
+    reply(StatusCode::SERVICE_UNAVAILABLE, d)
+}
+
+/// Records a refusal and answers it.
+async fn refuse(
+    app: &App,
+    mut entry: Entry,
+    code: RejectCode,
+    msg: String,
+    start: bool,
+) -> Response {
+    entry.decision = format!("rejected:{code}");
+    entry.detail = msg.clone();
+    if let Err(e) = app.store.audit(entry).await {
+        return internal(e);
+    }
+    let d = rejected(code, msg);
+    if start {
+        reply(status_for(code), StartResponse::Decision(d))
+    } else {
+        reply(status_for(code), d)
+    }
+}
+
+fn entry(app: &App, action: &str) -> Entry {
+    Entry {
+        actor: "service".into(),
+        action: action.into(),
+        config_sha256: app.config_sha256.clone(),
+        ..Default::default()
+    }
+}
+
+/// Handles a start request.
+pub async fn start(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let mut audit = entry(&app, "enroll-start");
+    let req: StartRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return refuse(
+                &app,
+                audit,
+                RejectCode::MalformedRequest,
+                format!("start request: {e}"),
+                true,
+            )
+            .await
+        }
+    };
+    audit.node_id = req.claims.hostname.clone();
+    audit.store_id = req.claims.store_id.clone();
+    if !valid_id(&req.claims.hostname) || !valid_id(&req.claims.store_id) {
+        let msg = "host name and store id must be 1-63 characters of a-z, 0-9 and '-'".to_string();
+        return refuse(&app, audit, RejectCode::MalformedRequest, msg, true).await;
+    }
+    let app2 = app.clone();
+    let verified = tokio::task::spawn_blocking(move || {
+        let ev = app2.verifier.verify_start(&req);
+        (ev, req)
+    })
+    .await;
+    let (ev, req) = match verified {
+        Ok(v) => v,
+        Err(e) => return internal(e),
+    };
+    let ev = match ev {
+        Ok(ev) => ev,
+        Err(e) => return refuse(&app, audit, e.code(), e.to_string(), true).await,
+    };
+    audit.ek_sha256 = ev.ek_sha256.clone();
+    let claim = Claim {
+        node_id: req.claims.hostname.clone(),
+        store_id: req.claims.store_id.clone(),
+        ek_sha256: ev.ek_sha256.clone(),
+        ek_certified: ev.ek_certified,
+        token_hash: req
+            .token
+            .as_ref()
+            .map(|t| hex::encode(Sha256::digest(t.trim().as_bytes()))),
+    };
+    let t0 = now();
+    match app.store.precheck(&claim, t0.unix_timestamp()).await {
+        Ok(o) => {
+            if let Verdict::Reject(code, msg) = o.verdict {
+                return refuse(&app, audit, code, msg, true).await;
+            }
+        }
+        Err(e) => return internal(e),
+    }
+    let release = req.claims.release.clone();
+    if !app.verifier.policy.knows(&release) {
+        let msg = format!(
+            "release {} {} has no reference values here",
+            release.name, release.version
+        );
+        return refuse(&app, audit, RejectCode::UnknownRelease, msg, true).await;
+    }
+    let pcrs = app
+        .verifier
+        .policy
+        .pcrs_for(&release)
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| DEFAULT_PCRS.to_vec());
+    let session_id = hex::encode(rand::random::<[u8; 16]>());
+    let expires = t0 + time::Duration::seconds(app.session_ttl);
+    let app2 = app.clone();
+    let sid = session_id.clone();
+    let rel = release.clone();
+    let made = tokio::task::spawn_blocking(move || {
+        app2.verifier.challenge(
+            &ev,
+            sid,
+            PcrSelection {
+                bank: PcrBank::Sha256,
+                pcrs,
+            },
+            rel,
+            expires,
+            &mut rand::rngs::OsRng,
+        )
+    })
+    .await;
+    let (challenge, secrets) = match made {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return refuse(&app, audit, e.code(), e.to_string(), true).await,
+        Err(e) => return internal(e),
+    };
+    let secrets_json = match serde_json::to_string(&secrets) {
+        Ok(s) => s,
+        Err(e) => return internal(e),
+    };
+    let row = SessionRow {
+        id: session_id,
+        node_id: claim.node_id,
+        store_id: claim.store_id,
+        ek_sha256: claim.ek_sha256,
+        ek_certified: claim.ek_certified,
+        token_hash: claim.token_hash,
+        release: format!("{} {}", release.name, release.version),
+        csr_der: req.csr.0,
+        secrets_json,
+        expires_at: expires.unix_timestamp(),
+    };
+    if let Err(e) = app.store.put_session(row).await {
+        return internal(e);
+    }
+    reply(StatusCode::OK, StartResponse::Challenge(challenge))
+}
+
+/// Handles a finish request.
+pub async fn finish(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let mut audit = entry(&app, "enroll-finish");
+    let req: FinishRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return refuse(
+                &app,
+                audit,
+                RejectCode::MalformedRequest,
+                format!("finish request: {e}"),
+                false,
+            )
+            .await
+        }
+    };
+    let session = match app.store.take_session(&req.session_id).await {
+        Ok(Taken::Fresh(s)) => s,
+        Ok(Taken::Replayed) => {
+            let msg = "this session was already finished (replayed request)".to_string();
+            return refuse(&app, audit, RejectCode::SessionReplayed, msg, false).await;
+        }
+        Ok(Taken::Unknown) => {
+            let msg = "unknown or purged session".to_string();
+            return refuse(&app, audit, RejectCode::SessionUnknown, msg, false).await;
+        }
+        Err(e) => return internal(e),
+    };
+    audit.node_id = session.node_id.clone();
+    audit.store_id = session.store_id.clone();
+    audit.ek_sha256 = session.ek_sha256.clone();
+    let secrets: SessionSecrets = match serde_json::from_str(&session.secrets_json) {
+        Ok(s) => s,
+        Err(e) => return internal(e),
+    };
+    let app2 = app.clone();
+    let checked =
+        tokio::task::spawn_blocking(move || app2.verifier.verify_finish(&secrets, &req, now()))
+            .await;
+    match checked {
+        Ok(Ok(_evidence)) => {}
+        Ok(Err(e)) => return refuse_verify(&app, audit, &e).await,
+        Err(e) => return internal(e),
+    }
+    let claim = session.claim();
+    let out = match app
+        .store
+        .admit(
+            &claim,
+            &session.release,
+            now().unix_timestamp(),
+            audit.clone(),
+        )
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => return internal(e),
+    };
+    match out.verdict {
+        Verdict::Reject(code, msg) => reply(status_for(code), rejected(code, msg)),
+        Verdict::Queue(reason) => reply(
+            StatusCode::OK,
+            Decision::Pending {
+                reason,
+                retry_after: PENDING_RETRY_SECS,
+            },
+        ),
+        Verdict::Admit { .. } => issue(&app, &session, audit).await,
+    }
+}
+
+async fn refuse_verify(app: &App, audit: Entry, e: &VerifyError) -> Response {
+    refuse(app, audit, e.code(), e.to_string(), false).await
+}
+
+/// Issues the join material of an admitted node. If an issuer fails, the node
+/// goes back to `approved` so its next attempt is admitted again.
+async fn issue(app: &Arc<App>, s: &SessionRow, audit: Entry) -> Response {
+    let app2 = app.clone();
+    let s2 = s.clone();
+    let issued = tokio::task::spawn_blocking(move || -> Result<JoinMaterial, String> {
+        let req = IssueRequest {
+            node_id: &s2.node_id,
+            store: &s2.store_id,
+            ek_sha256: &s2.ek_sha256,
+            csr_der: &s2.csr_der,
+        };
+        let identity = match crate::issue::Issuer::issue(&*app2.node_cert, &req) {
+            Ok(Some(Material::Identity(i))) => i,
+            Ok(_) => return Err("node-cert issuer returned no identity".into()),
+            Err(e) => return Err(format!("node-cert: {e}")),
+        };
+        let mut join = JoinMaterial {
+            identity,
+            ceph: None,
+            acme: None,
+            gitops: None,
+            enroll: app2
+                .report_url
+                .clone()
+                .map(|report_url| EnrollInfo { report_url }),
+        };
+        for i in &app2.issuers {
+            match i.issue(&req) {
+                Ok(Some(Material::Ceph(c))) => join.ceph = Some(c),
+                Ok(Some(Material::Acme(a))) => join.acme = Some(a),
+                Ok(Some(Material::Gitops(g))) => join.gitops = Some(g),
+                Ok(Some(Material::Identity(_))) | Ok(None) => {}
+                Err(e) => return Err(format!("{}: {e}", i.kind())),
+            }
+        }
+        Ok(join)
+    })
+    .await;
+    match issued {
+        Ok(Ok(join)) => reply(
+            StatusCode::OK,
+            Decision::Admitted {
+                node_id: s.node_id.clone(),
+                join: Box::new(join),
+            },
+        ),
+        Ok(Err(msg)) => {
+            let mut a = audit;
+            a.action = "issue-failed".into();
+            a.decision = "approved".into();
+            a.detail = msg.clone();
+            if let Err(e) = app
+                .store
+                .set_status(
+                    &s.node_id,
+                    &[crate::admission::NodeStatus::Admitted],
+                    crate::admission::NodeStatus::Approved,
+                    None,
+                    a,
+                )
+                .await
+            {
+                tracing::error!("rolling back admission of {}: {e}", s.node_id);
+            }
+            internal(format!("issuing join material for {}: {msg}", s.node_id))
+        }
+        Err(e) => internal(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids() {
+        for ok in ["n1", "store-042-node-1", "a"] {
+            assert!(super::valid_id(ok), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "A", "a.b", "a_b", &"x".repeat(64)] {
+            assert!(!super::valid_id(bad), "{bad}");
+        }
+    }
+}

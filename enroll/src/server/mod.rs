@@ -1,0 +1,232 @@
+//! The HTTPS service: router, shared state, TLS listener.
+//!
+//! Endpoints: `POST /v1/enroll/start`, `POST /v1/enroll/finish`,
+//! `POST /v1/nodes/report` (signed by the node identity key), `GET /healthz`.
+//! Bodies above the configured limit are refused with 413 before parsing.
+
+mod enroll;
+mod report;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use keel_attest::client::REPORT_PATH;
+use keel_attest::protocol::paths;
+use keel_attest::verify::ekcert::TrustStore;
+use keel_attest::verify::policy::PcrPolicy;
+use keel_attest::verify::Verifier;
+
+use crate::config::Loaded;
+use crate::issue::acme_eab::AcmeEabIssuer;
+use crate::issue::ceph::{CephConfig, CephIssuer};
+use crate::issue::gitops::GitopsIssuer;
+use crate::issue::node_cert::NodeCertIssuer;
+use crate::issue::Issuer;
+use crate::store::Store;
+
+/// Everything a request handler needs.
+pub struct App {
+    /// The five-check verifier.
+    pub verifier: Verifier,
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// The node identity issuer (always present).
+    pub node_cert: Arc<NodeCertIssuer>,
+    /// Other issuers (ACME EAB, GitOps, Ceph).
+    pub issuers: Vec<Arc<dyn Issuer>>,
+    /// SHA-256 of the configuration in force.
+    pub config_sha256: String,
+    /// Challenge lifetime, seconds.
+    pub session_ttl: i64,
+    /// Report URL handed to nodes.
+    pub report_url: Option<String>,
+    /// Node CA certificate (DER), to check report signers.
+    pub node_ca_der: Vec<u8>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("backend", &self.store.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the verifier's reference values: the policy file, then every trusted
+/// release manifest (`*.json`) in the manifests directory.
+pub fn load_policy(policy: Option<&Path>, manifests: Option<&Path>) -> anyhow::Result<PcrPolicy> {
+    let mut p = match policy {
+        Some(path) => PcrPolicy::load(path).context("loading PCR policy")?,
+        None => PcrPolicy::default(),
+    };
+    if let Some(dir) = manifests {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        for f in files {
+            let m = keel_manifest::load(&f).with_context(|| format!("loading {}", f.display()))?;
+            p.add_manifest(&m)
+                .with_context(|| format!("reference values of {}", f.display()))?;
+        }
+    }
+    Ok(p)
+}
+
+impl App {
+    /// Builds the state from a loaded configuration and an open store.
+    pub fn new(loaded: &Loaded, store: Arc<dyn Store>) -> anyhow::Result<App> {
+        let c = &loaded.config;
+        let trust = TrustStore::load_dir(&c.ek_roots).context("loading EK trust roots")?;
+        let policy = load_policy(c.pcr_policy.as_deref(), c.manifests_dir.as_deref())?;
+        let node_cert = NodeCertIssuer::load(
+            &c.node_ca_cert,
+            &c.node_ca_key,
+            time::Duration::hours(c.node_cert_hours),
+        )
+        .context("loading node CA")?;
+        let node_ca_der = pem_first_der(node_cert.ca_pem()).context("node CA certificate")?;
+        let acme = c
+            .stores
+            .iter()
+            .filter_map(|(k, v)| v.acme_eab.clone().map(|a| (k.clone(), a)))
+            .collect();
+        let gitops = c
+            .stores
+            .iter()
+            .filter_map(|(k, v)| v.gitops.clone().map(|a| (k.clone(), a)))
+            .collect();
+        let ceph: std::collections::BTreeMap<String, CephConfig> = c
+            .stores
+            .iter()
+            .filter_map(|(k, v)| v.ceph.clone().map(|a| (k.clone(), a)))
+            .collect();
+        let mut issuers: Vec<Arc<dyn Issuer>> = vec![
+            Arc::new(AcmeEabIssuer::new(acme)),
+            Arc::new(GitopsIssuer::load(&gitops).context("loading GitOps sources")?),
+        ];
+        if !ceph.is_empty() {
+            issuers.push(Arc::new(CephIssuer::new(ceph)));
+        }
+        Ok(App {
+            verifier: Verifier {
+                trust,
+                policy,
+                require_event_log: c.require_event_log,
+            },
+            store,
+            node_cert: Arc::new(node_cert),
+            issuers,
+            config_sha256: loaded.sha256.clone(),
+            session_ttl: c.session_ttl_secs,
+            report_url: c
+                .public_url
+                .as_ref()
+                .map(|u| format!("{}{REPORT_PATH}", u.trim_end_matches('/'))),
+            node_ca_der,
+        })
+    }
+}
+
+/// The first certificate of a PEM text, DER.
+pub fn pem_first_der(pem: &str) -> anyhow::Result<Vec<u8>> {
+    let mut rd = std::io::BufReader::new(pem.as_bytes());
+    let cert = rustls_pemfile::certs(&mut rd)
+        .next()
+        .context("no certificate in PEM")??;
+    Ok(cert.to_vec())
+}
+
+/// The router with all endpoints.
+pub fn router(app: Arc<App>, max_body: usize) -> Router {
+    Router::new()
+        .route(paths::START, post(enroll::start))
+        .route(paths::FINISH, post(enroll::finish))
+        .route(REPORT_PATH, post(report::report))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(app)
+}
+
+/// Loads the server certificate chain and key into a rustls config (TLS 1.2+,
+/// ring provider, HTTP/1.1 and h2).
+pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerConfig> {
+    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
+        std::fs::File::open(cert).with_context(|| format!("opening {}", cert.display()))?,
+    ))
+    .collect::<Result<Vec<_>, _>>()
+    .context("reading server certificate")?;
+    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
+        std::fs::File::open(key).with_context(|| format!("opening {}", key.display()))?,
+    ))
+    .context("reading server key")?
+    .context("no private key in server key file")?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS versions")?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .context("server certificate and key")?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Running {
+    /// The bound address.
+    pub addr: SocketAddr,
+    handle: axum_server::Handle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting and waits for the server task.
+    pub async fn shutdown(self) {
+        self.handle.shutdown();
+        let _ = self.task.await;
+    }
+}
+
+/// Binds `listen` and serves HTTPS in a background task.
+pub async fn spawn(
+    app: Arc<App>,
+    listen: &str,
+    tls: rustls::ServerConfig,
+    max_body: usize,
+) -> anyhow::Result<Running> {
+    let listener =
+        std::net::TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let handle = axum_server::Handle::new();
+    let rustls_cfg = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
+    let server = axum_server::from_tcp_rustls(listener, rustls_cfg).handle(handle.clone());
+    let svc = router(app.clone(), max_body).into_make_service();
+    let task = tokio::spawn(async move { server.serve(svc).await });
+    // Expired sessions are purged in the background (a replayed finish for a
+    // purged session is refused as unknown).
+    let store = app.store.clone();
+    let ttl = app.session_ttl;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let cut = time::OffsetDateTime::now_utc().unix_timestamp() - ttl.max(60) * 10;
+            if let Err(e) = store.purge_sessions(cut).await {
+                tracing::warn!("purging sessions: {e}");
+            }
+        }
+    });
+    tracing::info!(%addr, backend = app.store.backend(), "keel-enroll listening (https)");
+    Ok(Running { addr, handle, task })
+}
