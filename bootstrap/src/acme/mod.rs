@@ -64,7 +64,7 @@ pub enum AcmeError {
     Order { names: Vec<String>, status: String },
     #[error("certificate from the CA is not valid PEM/X.509: {0}")]
     BadCertificate(String),
-    #[error("ACME CA still unreachable after {attempts} attempts over {elapsed_s} s: {last}")]
+    #[error("ACME CA unreachable or failing; gave up after {attempts} attempts over {elapsed_s} s: {last}")]
     GaveUp {
         attempts: u32,
         elapsed_s: u64,

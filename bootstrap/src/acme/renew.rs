@@ -55,7 +55,19 @@ pub async fn renew_once(cfg: &AcmeConfig) -> Result<RenewOutcome, AcmeError> {
         tracing::info!(serial = %info.serial, not_after = info.not_after, "certificate due for renewal");
     }
     let account = ensure_account(cfg, &store).await?;
-    let info = issue_certificate(cfg, &store, &account).await?;
+    let info = match issue_certificate(cfg, &store, &account).await {
+        Err(e) if account_gone(&e) => {
+            // The CA lost or deactivated the account (e.g. a test CA that
+            // restarted): keep the old credentials aside and register again.
+            let path = store.account_path();
+            let aside = path.with_extension(format!("json.lost-{}", now_s()));
+            tracing::warn!(account = account.id(), aside = %aside.display(), "the CA no longer knows this ACME account; creating a new one");
+            std::fs::rename(&path, &aside).map_err(|e| AcmeError::io("moving aside", &path, e))?;
+            let account = ensure_account(cfg, &store).await?;
+            issue_certificate(cfg, &store, &account).await?
+        }
+        other => other?,
+    };
     Ok(RenewOutcome::Issued {
         info,
         previous: live.map(|l| l.serial),
@@ -63,12 +75,30 @@ pub async fn renew_once(cfg: &AcmeConfig) -> Result<RenewOutcome, AcmeError> {
     })
 }
 
-/// Whether retrying can help (network, CA-side trouble) or not (bad config).
+/// Whether the CA says our account does not exist (RFC 8555 §6.7).
+fn account_gone(e: &AcmeError) -> bool {
+    matches!(e, AcmeError::Protocol(instant_acme::Error::Api(p))
+        if p.r#type.as_deref().is_some_and(|t| t.ends_with(":accountDoesNotExist")))
+}
+
+/// Whether retrying can help (network, CA-side trouble) or not (bad config,
+/// the CA refusing us: a retry would only be refused again).
 fn retryable(e: &AcmeError) -> bool {
-    !matches!(
-        e,
-        AcmeError::Config(_) | AcmeError::ConfigRead { .. } | AcmeError::ConfigParse(_)
-    )
+    const FINAL: [&str; 5] = [
+        ":externalAccountRequired",
+        ":unauthorized",
+        ":rejectedIdentifier",
+        ":badCSR",
+        ":malformed",
+    ];
+    match e {
+        AcmeError::Config(_) | AcmeError::ConfigRead { .. } | AcmeError::ConfigParse(_) => false,
+        AcmeError::Protocol(instant_acme::Error::Api(p)) => !p
+            .r#type
+            .as_deref()
+            .is_some_and(|t| FINAL.iter().any(|f| t.ends_with(f))),
+        _ => true,
+    }
 }
 
 /// Renews if due, retrying with backoff until `cfg.retry.total_s` has passed.
