@@ -119,9 +119,19 @@ pub struct FinalizeArgs {
     /// Where published files (SBOMs) go ($OUTPUTDIR).
     #[arg(long)]
     pub publish_dir: PathBuf,
-    /// The image definition directory.
     #[arg(long)]
-    pub image_dir: PathBuf,
+    pub image_name: String,
+    #[arg(long)]
+    pub image_version: String,
+    /// e.g. debian ($DISTRIBUTION).
+    #[arg(long)]
+    pub distribution: String,
+    /// e.g. bookworm ($RELEASE).
+    #[arg(long)]
+    pub release: String,
+    /// Debian architecture, e.g. amd64 ($DISTRIBUTION_ARCHITECTURE).
+    #[arg(long)]
+    pub architecture: String,
 }
 
 /// Runs the parsed command line.

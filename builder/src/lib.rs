@@ -7,7 +7,12 @@
 pub mod bench;
 pub mod build;
 pub mod cli;
+pub mod fsutil;
 pub mod hooks;
 pub mod lock;
 pub mod logging;
+pub mod record;
+pub mod render;
+pub mod spec;
+pub mod supply;
 pub mod vm;

@@ -1,0 +1,317 @@
+//! Everything a build starts from, hashed: the definition, its lock, its
+//! extra trees and files, the Keel agent (when included), the rendered mkosi
+//! configuration, and the versions of the tools that do the work.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context as _;
+use keel_cmd::CommandRunExt;
+
+use crate::fsutil::{sha256, sha256_file, sha256_tree};
+use crate::lock::Lock;
+use crate::render::{self, RenderInputs, Rendered, KEEL_EXE_NAME};
+use crate::spec::{self, ImageSpec};
+
+/// Directory (beside the keel binary's workspace) holding the agent's units.
+const AGENT_UNITS_DIR: &str = "bootstrap/systemd";
+
+/// A loaded, rendered, hashed build input.
+#[derive(Debug)]
+pub struct Prepared {
+    pub spec: ImageSpec,
+    pub lock: Option<Lock>,
+    pub image_dir: PathBuf,
+    pub source_date_epoch: i64,
+    pub rendered: Rendered,
+    /// (name under trees/, source directory)
+    pub trees: Vec<(String, PathBuf)>,
+    /// keel-bootstrap binary and its unit files, when `[keel] agent`.
+    pub agent: Option<(PathBuf, Vec<PathBuf>)>,
+    pub inputs: BTreeMap<String, String>,
+}
+
+/// A seed UUID derived from the image name, when the definition has none.
+pub fn default_seed(name: &str) -> String {
+    let h = sha256(format!("keel-seed:{name}").as_bytes());
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+/// Loads and renders the definition in `image_dir` and hashes every input.
+pub fn prepare(image_dir: &Path) -> anyhow::Result<Prepared> {
+    let image_dir = std::fs::canonicalize(image_dir)
+        .with_context(|| format!("image definition directory {}", image_dir.display()))?;
+    let spec = spec::load(&image_dir)?;
+    let lock = Lock::load(&image_dir)?;
+    let source_date_epoch = spec
+        .image
+        .source_date_epoch
+        .or_else(|| lock.as_ref().and_then(Lock::source_date_epoch))
+        .with_context(|| {
+            format!(
+                "{}: set `image.source-date-epoch` or run `keel lock` (the lock's archive date is the default)",
+                image_dir.join(spec::FILE_NAME).display()
+            )
+        })?;
+    let seed = spec
+        .image
+        .seed
+        .clone()
+        .unwrap_or_else(|| default_seed(&spec.image.name));
+
+    let mut inputs = BTreeMap::new();
+    inputs.insert(
+        "definition".to_string(),
+        sha256_file(&image_dir.join(spec::FILE_NAME))?,
+    );
+    if lock.is_some() {
+        inputs.insert(
+            "lock".to_string(),
+            sha256_file(&image_dir.join(crate::lock::FILE_NAME))?,
+        );
+    }
+    let mut trees = Vec::new();
+    for (i, t) in spec.files.trees.iter().enumerate() {
+        let src = image_dir.join(t);
+        if !src.is_dir() {
+            anyhow::bail!(
+                "{}: key `files.trees`: `{}` is not a directory",
+                image_dir.join(spec::FILE_NAME).display(),
+                t.display()
+            );
+        }
+        let name = format!("{i:02}-{}", t.to_string_lossy().replace('/', "_"));
+        inputs.insert(format!("tree:{}", t.display()), sha256_tree(&src)?);
+        trees.push((name, src));
+    }
+    for f in &spec.files.files {
+        if let Some(s) = &f.source {
+            let p = image_dir.join(s);
+            let h = sha256_file(&p).with_context(|| {
+                format!(
+                    "{}: key `files.file.source`: {}",
+                    image_dir.join(spec::FILE_NAME).display(),
+                    p.display()
+                )
+            })?;
+            inputs.insert(format!("file:{}", f.path), h);
+        }
+    }
+    let agent = if spec.keel.agent {
+        Some(find_agent()?)
+    } else {
+        None
+    };
+    let mut agent_units = Vec::new();
+    if let Some((bin, units)) = &agent {
+        inputs.insert("keel-bootstrap".to_string(), sha256_file(bin)?);
+        for u in units {
+            inputs.insert(format!("unit:{}", file_name(u)), sha256_file(u)?);
+            if u.extension().is_some_and(|e| e == "timer")
+                || !units.iter().any(|t| {
+                    t.extension().is_some_and(|e| e == "timer") && t.file_stem() == u.file_stem()
+                })
+            {
+                agent_units.push(file_name(u));
+            }
+        }
+        trees.push(("zz-keel-agent".to_string(), PathBuf::new()));
+    }
+    let rendered = render::render(
+        &spec,
+        &RenderInputs {
+            lock: lock.as_ref(),
+            source_date_epoch,
+            seed,
+            trees: trees.iter().map(|(n, _)| n.clone()).collect(),
+            agent_units,
+        },
+    );
+    let mut all = String::new();
+    for (p, f) in &rendered {
+        all.push_str(&format!(
+            "{} {:o} {}\n",
+            p.display(),
+            f.mode,
+            sha256(f.content.as_bytes())
+        ));
+    }
+    inputs.insert("rendered-config".to_string(), sha256(all.as_bytes()));
+    for (k, v) in tool_identities() {
+        inputs.insert(format!("tool:{k}"), v);
+    }
+    Ok(Prepared {
+        spec,
+        lock,
+        image_dir,
+        source_date_epoch,
+        rendered,
+        trees,
+        agent,
+        inputs,
+    })
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// keel-bootstrap from beside the running keel, and the units from the source tree.
+fn find_agent() -> anyhow::Result<(PathBuf, Vec<PathBuf>)> {
+    let exe = std::env::current_exe().context("locating the keel binary")?;
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    // `cargo test` binaries live in target/<profile>/deps.
+    let candidates = [dir.join("keel-bootstrap"), dir.join("../keel-bootstrap")];
+    let bin = candidates.iter().find(|p| p.is_file()).cloned().with_context(|| {
+        format!(
+            "`[keel] agent = true` needs the keel-bootstrap binary next to keel ({}): build it with `cargo build -p keel-bootstrap` using the same profile and target directory",
+            dir.display()
+        )
+    })?;
+    let units_dir = std::env::var_os("KEEL_AGENT_UNITS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(AGENT_UNITS_DIR)
+        });
+    let mut units: Vec<PathBuf> = std::fs::read_dir(&units_dir)
+        .with_context(|| {
+            format!(
+                "reading the agent's systemd units in {}",
+                units_dir.display()
+            )
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e == "service" || e == "timer")
+        })
+        .collect();
+    units.sort();
+    Ok((bin, units))
+}
+
+/// Files whose change means the tools changed: the programs on PATH and
+/// mkosi's Python package. Identified by path, size and modification time
+/// (cheap: starting mkosi just to ask its version takes seconds).
+const TOOL_FILES: &[&str] = &["mkosi", "systemd-repart", "qemu-img", "apt-get"];
+const MKOSI_PACKAGE: &str = "/usr/lib/python3/dist-packages/mkosi/__init__.py";
+
+fn tool_identities() -> BTreeMap<String, String> {
+    let mut v = BTreeMap::new();
+    v.insert("keel".to_string(), env!("CARGO_PKG_VERSION").to_string());
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut files: Vec<(String, PathBuf)> = TOOL_FILES
+        .iter()
+        .filter_map(|t| {
+            std::env::split_paths(&path)
+                .map(|d| d.join(t))
+                .find(|p| p.is_file())
+                .map(|p| (t.to_string(), p))
+        })
+        .collect();
+    files.push(("mkosi-python".into(), PathBuf::from(MKOSI_PACKAGE)));
+    for (name, p) in files {
+        let id = std::fs::metadata(&p)
+            .map(|m| {
+                let mtime = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+                format!(
+                    "{} {} {}",
+                    p.display(),
+                    m.len(),
+                    mtime.map(|d| d.as_secs()).unwrap_or(0)
+                )
+            })
+            .unwrap_or_else(|_| "missing".into());
+        v.insert(name, id);
+    }
+    v
+}
+
+/// Versions of the tools, for the build record (runs each tool).
+pub fn tool_versions() -> BTreeMap<String, String> {
+    let mut v = BTreeMap::new();
+    v.insert("keel".to_string(), env!("CARGO_PKG_VERSION").to_string());
+    for (name, args) in [
+        ("mkosi", &["--version"][..]),
+        ("systemd-repart", &["--version"][..]),
+        ("qemu-img", &["--version"][..]),
+    ] {
+        let out = Command::new(name)
+            .args(args)
+            .run_get_string()
+            .unwrap_or_else(|e| format!("unavailable: {e}"));
+        v.insert(
+            name.to_string(),
+            out.lines().next().unwrap_or_default().trim().to_string(),
+        );
+    }
+    v
+}
+
+impl Prepared {
+    /// Writes the rendered configuration, the trees, the agent and the keel
+    /// executable (for the finalize hook) into `work`.
+    pub fn write_work_dir(&self, work: &Path) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        for (rel, f) in &self.rendered {
+            let p = work.join(rel);
+            if let Some(d) = p.parent() {
+                std::fs::create_dir_all(d)?;
+            }
+            std::fs::write(&p, &f.content)?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(f.mode))?;
+        }
+        for f in &self.spec.files.files {
+            if let Some(s) = &f.source {
+                let dst = work
+                    .join("mkosi.extra")
+                    .join(f.path.trim_start_matches('/'));
+                if let Some(d) = dst.parent() {
+                    std::fs::create_dir_all(d)?;
+                }
+                std::fs::copy(self.image_dir.join(s), &dst)?;
+            }
+        }
+        for (name, src) in &self.trees {
+            let dst = work.join("trees").join(name);
+            std::fs::create_dir_all(&dst)?;
+            if name == "zz-keel-agent" {
+                if let Some((bin, units)) = &self.agent {
+                    std::fs::create_dir_all(dst.join("usr/bin"))?;
+                    std::fs::copy(bin, dst.join("usr/bin/keel-bootstrap"))?;
+                    let sd = dst.join("usr/lib/systemd/system");
+                    std::fs::create_dir_all(&sd)?;
+                    for u in units {
+                        std::fs::copy(u, sd.join(file_name(u)))?;
+                    }
+                }
+                continue;
+            }
+            Command::new("cp")
+                .args(["-a", "--no-preserve=ownership"])
+                .arg(format!("{}/.", src.display()))
+                .arg(&dst)
+                .run()
+                .with_context(|| format!("copying {}", src.display()))?;
+        }
+        let exe = std::env::current_exe().context("locating the keel binary")?;
+        std::fs::copy(&exe, work.join(KEEL_EXE_NAME))
+            .context("copying keel into the work directory")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,205 @@
+//! `keel build`: definition → rendered mkosi configuration → mkosi → disk
+//! images (raw + qcow2), UKI, build record, release manifest.
+//!
+//! The steps: load the definition and its lock; hash every input; skip the
+//! whole build when the last build record in the output directory has the
+//! same inputs and its artifacts are unchanged; otherwise render the mkosi
+//! configuration into a work directory, check the lock against the archive,
+//! run mkosi, convert to qcow2, check the installed packages against the
+//! lock, write the build record and hand over to the supply chain.
+
+mod inputs;
+mod mkosi;
+mod outputs;
+pub mod progress;
+pub mod repro;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context as _;
+
+use crate::cli::BuildArgs;
+use crate::record::BuildRecord;
+
+pub use inputs::Prepared;
+pub use mkosi::build as mkosi_build;
+pub use outputs::image_sizes;
+
+/// What a finished (or skipped) build produced.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct BuildSummary {
+    pub image: String,
+    pub version: String,
+    pub skipped: bool,
+    pub reason: String,
+    pub out_dir: PathBuf,
+    pub artifacts: BTreeMap<String, String>,
+    pub verity_roothash: Option<String>,
+    pub seconds: f64,
+}
+
+/// Runs `keel build`.
+pub fn run(args: BuildArgs) -> anyhow::Result<()> {
+    if args.check_reproducible {
+        return repro::check(&args);
+    }
+    let summary = build(&args)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else if summary.skipped {
+        println!(
+            "{}: up to date ({}), {:.2} s",
+            summary.image, summary.reason, summary.seconds
+        );
+    } else {
+        println!(
+            "built {} {} in {:.0} s:",
+            summary.image, summary.version, summary.seconds
+        );
+        for (name, sha) in &summary.artifacts {
+            println!(
+                "  {}  {}",
+                &sha[..16.min(sha.len())],
+                summary.out_dir.join(name).display()
+            );
+        }
+        if let Some(h) = &summary.verity_roothash {
+            println!("  verity root hash {h}");
+        }
+    }
+    Ok(())
+}
+
+/// Builds (or skips) one image; the library entry point behind `keel build`.
+pub fn build(args: &BuildArgs) -> anyhow::Result<BuildSummary> {
+    let started = Instant::now();
+    let prep = inputs::prepare(&args.image_dir)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let out_dir = std::fs::canonicalize(&args.out)?;
+
+    if !args.force {
+        if let Some(rec) = BuildRecord::load(&out_dir) {
+            match rec.stale_reason(&prep.inputs, &out_dir, &outputs::cheap_hash(&rec)) {
+                None => {
+                    return Ok(BuildSummary {
+                        image: prep.spec.image.name.clone(),
+                        version: prep.spec.image.version.clone(),
+                        skipped: true,
+                        reason: "every input matches the last build record".into(),
+                        out_dir,
+                        artifacts: rec.artifacts.clone(),
+                        verity_roothash: rec.verity_roothash.clone(),
+                        seconds: started.elapsed().as_secs_f64(),
+                    })
+                }
+                Some(why) => tracing::info!("rebuilding: {why}"),
+            }
+        }
+    }
+
+    let tools = inputs::tool_versions();
+    let mut durations = BTreeMap::new();
+    let t = Instant::now();
+    if let Some(lock) = &prep.lock {
+        let state = args.cache_dir.join("apt-check");
+        let apt = crate::lock::apt::PrivateApt::new(&prep.spec, Some(&state))?;
+        apt.check_available(lock)?;
+    } else {
+        tracing::warn!(
+            "no {} beside the definition: packages come at the archive's current versions (run `keel lock` for a reproducible build)",
+            crate::lock::FILE_NAME
+        );
+    }
+    durations.insert("check-lock".to_string(), t.elapsed().as_secs_f64());
+
+    let work = work_dir(&out_dir, &prep.spec.image.name)?;
+    prep.write_work_dir(&work)?;
+    let stage = work.join("stage");
+    let t = Instant::now();
+    mkosi::build(&work, &stage, &args.cache_dir, &prep.spec.image.name)?;
+    durations.insert("mkosi".to_string(), t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    let outs = outputs::collect(&prep, &stage, &out_dir)?;
+    durations.insert("outputs".to_string(), t.elapsed().as_secs_f64());
+    if !args.keep_work {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    durations.insert("total".to_string(), started.elapsed().as_secs_f64());
+
+    let record = BuildRecord {
+        format: 1,
+        image_name: prep.spec.image.name.clone(),
+        image_version: prep.spec.image.version.clone(),
+        inputs: prep.inputs.clone(),
+        tools: tools.clone(),
+        source_date_epoch: prep.source_date_epoch,
+        durations,
+        artifacts: outs.artifacts.clone(),
+        verity_roothash: outs.roothash.clone(),
+        finished_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+    };
+    crate::fsutil::write_atomic(
+        &out_dir.join(crate::record::FILE_NAME),
+        record.to_json().as_bytes(),
+    )
+    .context("writing the build record")?;
+
+    release(args, &prep, &record, &out_dir, &outs)?;
+    Ok(BuildSummary {
+        image: record.image_name,
+        version: record.image_version,
+        skipped: false,
+        reason: "built".into(),
+        out_dir,
+        artifacts: record.artifacts,
+        verity_roothash: record.verity_roothash,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn release(
+    args: &BuildArgs,
+    prep: &Prepared,
+    record: &BuildRecord,
+    out_dir: &Path,
+    outs: &outputs::Outputs,
+) -> anyhow::Result<()> {
+    if let Some(pw) = &args.sign_key_password_file {
+        let text =
+            std::fs::read_to_string(pw).with_context(|| format!("reading {}", pw.display()))?;
+        // The supply chain reads the password from the environment.
+        std::env::set_var("KEEL_KEY_PASSWORD", text.trim_end_matches('\n'));
+    }
+    let ctx = crate::supply::ReleaseContext {
+        out_dir: out_dir.to_path_buf(),
+        image_name: prep.spec.image.name.clone(),
+        image_version: prep.spec.image.version.clone(),
+        definition_sha256: prep.inputs.get("definition").cloned().unwrap_or_default(),
+        lock_sha256: prep.inputs.get("lock").cloned(),
+        source_date_epoch: prep.source_date_epoch,
+        mkosi_version: record.tools.get("mkosi").cloned().unwrap_or_default(),
+        artifacts: record.artifacts.keys().map(|n| out_dir.join(n)).collect(),
+        uki: outs.uki.clone(),
+        verity_roothash: record.verity_roothash.clone(),
+        sign_key: args.sign_key.clone(),
+    };
+    crate::supply::after_build(&ctx).context("writing the release manifest")
+}
+
+/// A fresh work directory beside the outputs (same file system, so results move cheaply).
+fn work_dir(out_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let work = out_dir.join(format!(".keel-work-{name}"));
+    if work.exists() {
+        std::fs::remove_dir_all(&work).with_context(|| format!("cleaning {}", work.display()))?;
+    }
+    std::fs::create_dir_all(&work)?;
+    Ok(work)
+}

@@ -1,0 +1,167 @@
+//! Renders an mkosi configuration from an image definition.
+//!
+//! [`render`] is pure: definition + lock + a few build facts in, a map of
+//! file path → content out, so the output is golden-file tested. The
+//! caller ([`crate::build`]) writes it into a work directory and copies the
+//! definition's own trees beside it.
+//!
+//! The rendered configuration builds a GPT disk with an EFI system partition
+//! (systemd-boot + a UKI), a read-only root file system protected by
+//! dm-verity (mkosi puts the root hash on the UKI's command line), and
+//! definitions for systemd-repart at boot that create the writable /var
+//! partition on first boot. See docs/building-images.md for why.
+
+mod files;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use crate::lock::Lock;
+use crate::spec::ImageSpec;
+
+pub use files::{KEEL_EXE_NAME, MKOSI_INITRD_PACKAGES, VAR_LABEL};
+
+/// Build facts the rendering needs besides the definition.
+#[derive(Debug, Clone)]
+pub struct RenderInputs<'a> {
+    pub lock: Option<&'a Lock>,
+    pub source_date_epoch: i64,
+    /// Seed UUID for systemd-repart (partition UUIDs, file system ids).
+    pub seed: String,
+    /// Names (in the work dir's `trees/`) of extra trees, in order.
+    pub trees: Vec<String>,
+    /// systemd units shipped by the Keel agent, enabled when `[keel] agent`.
+    pub agent_units: Vec<String>,
+}
+
+/// One rendered file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedFile {
+    pub content: String,
+    pub mode: u32,
+}
+
+/// The rendered configuration: relative path in the work directory → file.
+pub type Rendered = BTreeMap<PathBuf, RenderedFile>;
+
+fn file(content: String) -> RenderedFile {
+    RenderedFile {
+        content,
+        mode: 0o644,
+    }
+}
+
+fn script(content: String) -> RenderedFile {
+    RenderedFile {
+        content,
+        mode: 0o755,
+    }
+}
+
+/// Renders the whole mkosi configuration; see the module docs.
+pub fn render(spec: &ImageSpec, inp: &RenderInputs<'_>) -> Rendered {
+    let mut out = Rendered::new();
+    out.insert("mkosi.conf".into(), file(mkosi_conf(spec, inp)));
+    out.insert(
+        "mkosi.pkgmngr/etc/apt/sources.list.d/mkosi.sources".into(),
+        file(files::apt_sources(spec)),
+    );
+    for (name, text) in files::build_partitions(spec) {
+        out.insert(PathBuf::from("mkosi.repart").join(name), file(text));
+    }
+    for (path, text) in files::image_files(spec) {
+        out.insert(PathBuf::from("mkosi.extra").join(path), file(text));
+    }
+    out.insert(
+        "mkosi.postinst.chroot".into(),
+        script(files::postinst(spec, inp)),
+    );
+    out.insert("mkosi.finalize".into(), script(files::finalize(spec)));
+    out
+}
+
+fn push_list(s: &mut String, key: &str, items: &[String]) {
+    if items.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "{key}=");
+    for i in items {
+        let _ = writeln!(s, "        {i}");
+    }
+}
+
+fn mkosi_conf(spec: &ImageSpec, inp: &RenderInputs<'_>) -> String {
+    let d = &spec.distribution;
+    let mut s = String::from("# Rendered by keel from image.toml: do not edit.\n\n");
+    let _ = writeln!(
+        s,
+        "[Distribution]\nDistribution={}\nRelease={}\nArchitecture={}\nMirror={}\n",
+        d.name, d.release, d.architecture, d.mirror
+    );
+    let _ = writeln!(
+        s,
+        "[Output]\nFormat=disk\nOutput={name}\nImageId={name}\nImageVersion={ver}\n\
+         ManifestFormat=json\nCompressOutput=no\nSeed={seed}\n",
+        name = spec.image.name,
+        ver = spec.image.version,
+        seed = inp.seed
+    );
+
+    s.push_str("[Content]\n");
+    let (packages, initrd) = match inp.lock {
+        // Exact versions: the image and its initrd get what the lock says.
+        Some(lock) => (lock.pinned(false), lock.pinned(true)),
+        None => (spec.packages.install.clone(), spec.packages.initrd.clone()),
+    };
+    push_list(&mut s, "Packages", &packages);
+    push_list(&mut s, "InitrdPackages", &initrd);
+    let _ = writeln!(
+        s,
+        "WithRecommends={}\nWithDocs={}\nCleanPackageMetadata=no\nSourceDateEpoch={}\n\
+         Bootable=yes\nBootloader=systemd-boot\nUnifiedKernelImages=yes\nLocale=C.UTF-8\nTimezone=UTC",
+        yes_no(spec.packages.with_recommends),
+        yes_no(spec.packages.with_docs),
+        inp.source_date_epoch,
+    );
+    if let Some(h) = &spec.image.hostname {
+        let _ = writeln!(s, "Hostname={h}");
+    }
+    if spec.services.serial_autologin {
+        s.push_str("Autologin=yes\n");
+    }
+    push_list(&mut s, "KernelCommandLine", &spec.kernel.command_line);
+    if !spec.kernel.initrd_modules.is_empty() {
+        // Only the listed modules (and their dependencies) go into the
+        // initrd's module archive: mkosi's default copies all of them.
+        s.push_str("KernelModulesInitrdExclude=.*\n");
+        push_list(
+            &mut s,
+            "KernelModulesInitrdInclude",
+            &spec.kernel.initrd_modules,
+        );
+    }
+    let trees: Vec<String> = inp.trees.iter().map(|t| format!("trees/{t}:/")).collect();
+    push_list(&mut s, "ExtraTrees", &trees);
+    let mut remove = vec![
+        // Host keys would be shared by every node: each generates its own on first boot.
+        "/etc/ssh/ssh_host_*".to_string(),
+        // Non-deterministic caches.
+        "/var/cache/ldconfig/aux-cache".to_string(),
+        "/var/log/*.log".to_string(),
+    ];
+    remove.extend(spec.files.remove.iter().cloned());
+    push_list(&mut s, "RemoveFiles", &remove);
+    s
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+#[cfg(test)]
+mod tests;
