@@ -1,7 +1,8 @@
 //! Fetching a bundle revision with the git CLI (through keel-cmd).
 //!
 //! Why the CLI and not git2/libgit2: git's own HTTPS transport handles
-//! `http.sslCAInfo` and client certificates (`http.sslCert`/`http.sslKey`)
+//! a CA bundle and client certificates (`GIT_SSL_CAINFO`, `GIT_SSL_CERT`,
+//! `GIT_SSL_KEY`)
 //! for mTLS exactly as operators already test with `git clone`, it needs no
 //! C library built into the agent, and its error text is what the operator
 //! sees. The node keeps one bare cache repository and fetches only the
@@ -29,14 +30,14 @@ fn git(cfg: &SyncConfig, repo: &Path) -> Command {
             "-c",
             "http.lowSpeedTime=30",
         ]);
+    // git's documented environment for its HTTPS transport; these reach the
+    // git-remote-https helper process reliably.
     if let Some(ca) = &cfg.ca_bundle {
-        c.arg("-c").arg(format!("http.sslCAInfo={}", ca.display()));
+        c.env("GIT_SSL_CAINFO", ca);
     }
     if let Some(tls) = &cfg.client_tls {
-        c.arg("-c")
-            .arg(format!("http.sslCert={}", tls.cert.display()));
-        c.arg("-c")
-            .arg(format!("http.sslKey={}", tls.key.display()));
+        c.env("GIT_SSL_CERT", &tls.cert)
+            .env("GIT_SSL_KEY", &tls.key);
     }
     c
 }

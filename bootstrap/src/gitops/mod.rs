@@ -8,7 +8,8 @@
 //! signature over the manifest bytes ([`verify`]). The node recomputes the
 //! manifest from the fetched tree and requires it byte-identical to the
 //! signed one: unsigned, wrongly signed or tampered bundles are refused and
-//! the current release stays.
+//! the current release stays. The caller reports the running revision to
+//! keel-enroll with [`report::send`] (it holds the node key).
 
 pub mod apply;
 pub mod fetch;
@@ -21,7 +22,6 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use apply::{Releases, SyncState};
-pub use report::{BundleReport, ReportConfig};
 pub use verify::TrustRoot;
 
 /// Errors from a sync.
@@ -109,9 +109,6 @@ pub struct SyncConfig {
     /// `.keel/health-check` if it has one, else none.
     #[serde(default)]
     pub health_check: Vec<String>,
-    /// Report the applied revision to keel-enroll.
-    #[serde(default)]
-    pub report: Option<ReportConfig>,
 }
 
 impl SyncConfig {

@@ -6,7 +6,6 @@ use std::path::Path;
 use super::apply::{health_check, Releases};
 use super::fetch::{extract, fetch};
 use super::manifest::{self, MANIFEST_PATH, SIGNATURE_PATH};
-use super::report::{self, BundleReport};
 use super::verify::TrustRoot;
 use super::{GitopsError, SyncConfig};
 
@@ -151,28 +150,14 @@ pub fn apply_latest(cfg: &SyncConfig) -> Result<SyncOutcome, GitopsError> {
     Ok(SyncOutcome::Applied { rev, previous: old })
 }
 
-/// `keel-bootstrap sync`: apply the latest signed bundle, then report the
-/// running revision (also when up to date, so the service learns it after an
-/// outage). A failed report does not undo the apply: it is returned as the
-/// second value and the next timer run reports again.
-pub async fn sync(cfg: &SyncConfig) -> Result<(SyncOutcome, Option<GitopsError>), GitopsError> {
+/// `keel-bootstrap sync`: apply the latest signed bundle (git and the tree
+/// walk block, so they run on the blocking pool). The caller then reports
+/// the revision with [`super::report::send`].
+pub async fn sync(cfg: &SyncConfig) -> Result<SyncOutcome, GitopsError> {
     let c = cfg.clone();
-    // git and the file tree walk block; keep them off the async workers.
-    let outcome = tokio::task::spawn_blocking(move || apply_latest(&c))
+    tokio::task::spawn_blocking(move || apply_latest(&c))
         .await
-        .map_err(|e| GitopsError::State(format!("sync task: {e}")))??;
-    let mut report_error = None;
-    if let Some(rc) = &cfg.report {
-        let body = BundleReport {
-            bundle_revision: outcome.rev().to_string(),
-            bundle_status: "applied".into(),
-        };
-        if let Err(e) = report::send(rc, &body).await {
-            tracing::warn!(error = %e, "could not report the bundle revision; will retry on the next sync");
-            report_error = Some(e);
-        }
-    }
-    Ok((outcome, report_error))
+        .map_err(|e| GitopsError::State(format!("sync task: {e}")))?
 }
 
 #[cfg(test)]
