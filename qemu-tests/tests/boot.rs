@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use keel_builder::vm::{Vm, VmOptions};
+use keel_builder::vm::{Vm, VmOptions, BOOT_FAILURES};
 use keel_qemu_tests::{check, images, prereq};
 
 /// Upper bound for a boot to multi-user (TCG on a busy 2-core machine is
@@ -46,7 +46,7 @@ fn boot_and_check(test: &str, image: &images::BuiltImage, memory_mib: u32) {
     let accel = vm.accel().name();
     let (qemu_pid, swtpm_pid) = (vm.qemu_pid(), vm.swtpm_pid());
 
-    let reached = vm.wait_for_console(MULTI_USER, boot_timeout());
+    let reached = vm.wait_for_console_unless(MULTI_USER, BOOT_FAILURES, boot_timeout());
     let to_multi_user = started.elapsed();
     let line = reached.unwrap_or_else(|e| panic!("{test}: {e:#}"));
     eprintln!(

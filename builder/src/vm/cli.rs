@@ -64,6 +64,9 @@ pub struct RunArgs {
     /// Accelerator: auto (probe KVM, cached), kvm or tcg. KEEL_ACCEL sets the default.
     #[arg(long, default_value = "auto")]
     pub accel: AccelChoice,
+    /// Extra kernel command-line argument (repeatable), passed to the image's UKI through SMBIOS.
+    #[arg(long = "kernel-arg", value_name = "ARG")]
+    pub kernel_args: Vec<String>,
     /// Print JSON events (started, stopped) on stdout; the console goes only to --console-log.
     #[arg(long)]
     pub json: bool,
@@ -107,6 +110,7 @@ fn run_vm(args: RunArgs) -> anyhow::Result<()> {
     opts.forwards = args.forwards.clone();
     opts.seed = args.seed.clone();
     opts.accel = args.accel;
+    opts.kernel_args = args.kernel_args.clone();
     // --until needs a log to read; keep it beside the VM's state when the user gave none.
     let scratch = tempfile::Builder::new()
         .prefix("keel-vm-console-")

@@ -49,10 +49,16 @@ impl ConsoleLog {
     /// Looks for `re` in the log after the cursor; on a match, moves the
     /// cursor past the matched line and returns it.
     pub fn find_next(&mut self, re: &Regex) -> Option<ConsoleMatch> {
+        self.find_next_any(std::slice::from_ref(re)).map(|(_, m)| m)
+    }
+
+    /// Like [`ConsoleLog::find_next`] for several patterns: the first line
+    /// (after the cursor) that matches any of them, and which one matched.
+    pub fn find_next_any(&mut self, res: &[Regex]) -> Option<(usize, ConsoleMatch)> {
         let text = self.text();
-        let (m, end) = find_after(&text, self.cursor, re)?;
+        let (i, m, end) = find_any_after(&text, self.cursor, res)?;
         self.cursor = end;
-        Some(m)
+        Some((i, m))
     }
 
     /// The last `n` lines of the log, for error messages.
@@ -66,17 +72,30 @@ impl ConsoleLog {
 /// line ending (a `login: ` prompt has none), so anchor patterns that could
 /// match a line still being printed (`$`, or a full value like `=yes`).
 pub fn find_after(text: &str, from: usize, re: &Regex) -> Option<(ConsoleMatch, usize)> {
+    find_any_after(text, from, std::slice::from_ref(re)).map(|(_, m, end)| (m, end))
+}
+
+/// Like [`find_after`] for several patterns: the first line matching any
+/// of them, the index of the pattern that matched (the lowest if several
+/// match that line), the match and the offset past its line.
+pub fn find_any_after(
+    text: &str,
+    from: usize,
+    res: &[Regex],
+) -> Option<(usize, ConsoleMatch, usize)> {
     let rest = text.get(from..)?;
     let mut offset = from;
     for raw in rest.split_inclusive('\n') {
         let line_end = offset + raw.len();
         let line = clean_line(raw);
-        if let Some(c) = re.captures(&line) {
-            let groups = c
-                .iter()
-                .map(|g| g.map(|m| m.as_str().to_string()).unwrap_or_default())
-                .collect();
-            return Some((ConsoleMatch { line, groups }, line_end));
+        for (i, re) in res.iter().enumerate() {
+            if let Some(c) = re.captures(&line) {
+                let groups = c
+                    .iter()
+                    .map(|g| g.map(|m| m.as_str().to_string()).unwrap_or_default())
+                    .collect();
+                return Some((i, ConsoleMatch { line, groups }, line_end));
+            }
         }
         offset = line_end;
     }
@@ -142,6 +161,15 @@ mod tests {
         assert_eq!(m2.groups[1], "2");
         assert_eq!(end2, text.len());
         assert!(find_after(text, end2, &r).is_none());
+    }
+
+    #[test]
+    fn first_line_matching_any_pattern_wins() {
+        let text = "ok\nYou are in emergency mode.\nReached target Multi-User System.\n";
+        let res = [re("Multi-User System"), re("emergency mode")];
+        let (i, m, _) = find_any_after(text, 0, &res).expect("match");
+        assert_eq!(i, 1, "the emergency line comes first");
+        assert_eq!(m.line, "You are in emergency mode.");
     }
 
     #[test]

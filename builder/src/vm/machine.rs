@@ -11,7 +11,9 @@ use anyhow::Context;
 use regex::Regex;
 
 use super::console::{ConsoleLog, ConsoleMatch};
-use super::options::{ConsoleMode, ImageFormat, PortForward, VmOptions, STOP_GRACE};
+use super::options::{
+    ConsoleMode, ImageFormat, PortForward, VmOptions, STOP_GRACE, TCG_KERNEL_ARGS,
+};
 use super::process::Tracked;
 use super::qemu::{qemu_args, Accel, QemuPlan, SerialPlan, OVMF_VARS, QEMU};
 use super::swtpm::Swtpm;
@@ -77,6 +79,10 @@ impl Vm {
             }
         };
         let pidfile = d.join("qemu.pid");
+        let mut kernel_args = opts.kernel_args.clone();
+        if accel == Accel::Tcg {
+            kernel_args.extend(TCG_KERNEL_ARGS.iter().map(|a| a.to_string()));
+        }
         let plan = QemuPlan {
             accel,
             memory_mib: opts.memory_mib,
@@ -90,6 +96,7 @@ impl Vm {
             serial,
             seed_iso,
             pidfile: pidfile.clone(),
+            kernel_args,
         };
         let mut cmd = Command::new(QEMU);
         cmd.args(qemu_args(&plan));
@@ -201,15 +208,41 @@ impl Vm {
         pattern: &str,
         timeout: Duration,
     ) -> anyhow::Result<ConsoleMatch> {
-        let re = Regex::new(pattern).with_context(|| format!("console pattern `{pattern}`"))?;
+        self.wait_for_console_unless(pattern, &[], timeout)
+    }
+
+    /// Like [`Vm::wait_for_console`], but fails as soon as a line matches one
+    /// of `failures` first (e.g. "emergency mode", "Kernel panic"), so a test
+    /// does not wait out its whole timeout on a boot that already failed.
+    pub fn wait_for_console_unless(
+        &mut self,
+        pattern: &str,
+        failures: &[&str],
+        timeout: Duration,
+    ) -> anyhow::Result<ConsoleMatch> {
+        let mut res =
+            vec![Regex::new(pattern).with_context(|| format!("console pattern `{pattern}`"))?];
+        for f in failures {
+            res.push(Regex::new(f).with_context(|| format!("console pattern `{f}`"))?);
+        }
         let end = Instant::now() + timeout;
         loop {
             let console = self
                 .console
                 .as_mut()
                 .context("this VM's console is not logged (give it a console log file)")?;
-            if let Some(m) = console.find_next(&re) {
-                return Ok(m);
+            match console.find_next_any(&res) {
+                Some((0, m)) => return Ok(m),
+                Some((_, m)) => {
+                    // Let the guest print a little more context after the failure.
+                    std::thread::sleep(Duration::from_secs(2));
+                    anyhow::bail!(
+                        "console showed `{}` while waiting for `{pattern}`; last console lines:\n{}",
+                        m.line,
+                        self.tail(60)
+                    );
+                }
+                None => {}
             }
             if let Some(status) = self.qemu.try_wait()? {
                 anyhow::bail!(

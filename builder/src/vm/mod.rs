@@ -24,7 +24,7 @@ mod machine;
 
 pub use console::{ConsoleLog, ConsoleMatch};
 pub use machine::Vm;
-pub use options::{AccelChoice, ConsoleMode, ImageFormat, PortForward, VmOptions};
+pub use options::{AccelChoice, ConsoleMode, ImageFormat, PortForward, VmOptions, BOOT_FAILURES};
 pub use qemu::Accel;
 
 use std::path::{Path, PathBuf};

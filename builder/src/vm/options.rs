@@ -149,6 +149,9 @@ pub struct VmOptions {
     pub seed: Option<PathBuf>,
     /// KVM, TCG or probe.
     pub accel: AccelChoice,
+    /// Extra kernel command-line arguments, passed through SMBIOS to
+    /// systemd-stub (UKIs with systemd-stub 254 or newer, Secure Boot off).
+    pub kernel_args: Vec<String>,
 }
 
 impl VmOptions {
@@ -164,6 +167,7 @@ impl VmOptions {
             console: ConsoleMode::Log(console_log.into()),
             seed: None,
             accel: AccelChoice::Auto,
+            kernel_args: Vec::new(),
         }
     }
 }
@@ -172,6 +176,19 @@ impl VmOptions {
 pub const DEFAULT_MEMORY_MIB: u32 = 2048;
 /// Default guest CPU count.
 pub const DEFAULT_CPUS: u32 = 2;
+/// Added to the kernel command line under TCG: device and service start
+/// jobs get 15 minutes instead of systemd's 90 s, which an emulated boot on a
+/// busy machine can need just to find its root disk.
+pub const TCG_KERNEL_ARGS: &[&str] = &["systemd.default_timeout_start_sec=900"];
+
+/// Console lines that mean a boot has failed (for
+/// [`super::Vm::wait_for_console_unless`]).
+pub const BOOT_FAILURES: &[&str] = &[
+    "You are in emergency mode",
+    "Kernel panic - not syncing",
+    "Failed to start .*initrd-switch-root",
+];
+
 /// How long [`super::Vm::stop`] waits after SIGTERM before SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 

@@ -66,6 +66,8 @@ pub struct QemuPlan {
     pub seed_iso: Option<PathBuf>,
     /// QEMU writes its PID here.
     pub pidfile: PathBuf,
+    /// Extra kernel arguments for systemd-stub, through SMBIOS type 11.
+    pub kernel_args: Vec<String>,
 }
 
 /// Escapes a value for QEMU's `key=value,...` option syntax (commas doubled).
@@ -150,6 +152,19 @@ pub fn qemu_args(plan: &QemuPlan) -> Vec<OsString> {
     push(&["-netdev", &netdev, "-device", "virtio-net-pci,netdev=net0"]);
     push(&["-device", "virtio-rng-pci"]);
 
+    // Extra kernel arguments through SMBIOS type 11 strings: systemd-stub
+    // appends the first to a UKI's built-in command line, systemd-boot the
+    // second to a type 1 boot entry's (both 254+, and only with Secure Boot off).
+    if !plan.kernel_args.is_empty() {
+        let args = plan.kernel_args.join(" ").replace(',', ",,");
+        for key in [
+            "io.systemd.stub.kernel-cmdline-extra",
+            "io.systemd.boot.kernel-cmdline-extra",
+        ] {
+            push(&["-smbios", &format!("type=11,value={key}={args}")]);
+        }
+    }
+
     // Serial console.
     let chardev = match &plan.serial {
         SerialPlan::Stdio { log } => {
@@ -202,6 +217,10 @@ mod tests {
             },
             seed_iso: Some("/run/vm/seed.iso".into()),
             pidfile: "/run/vm/qemu.pid".into(),
+            kernel_args: vec![
+                "systemd.default_timeout_start_sec=900".into(),
+                "a=b,c".into(),
+            ],
         }
     }
 
