@@ -86,6 +86,12 @@ fn boot_and_check(test: &str, image: &images::BuiltImage, memory_mib: u32) {
         "no dm-verity device backs the OS: {}",
         found.line
     );
+    assert_eq!(
+        get("var-writable"),
+        "yes",
+        "/var is not writable: {}",
+        found.line
+    );
     assert_eq!(get("tpmrm0"), "yes", "/dev/tpmrm0 missing: {}", found.line);
 
     let status = vm.stop().expect("VM stops");
