@@ -82,8 +82,14 @@ pub fn run_key(cmd: KeyCommand) -> anyhow::Result<()> {
                 bail!("refusing an empty key password");
             }
             let (key, public) = super::sign::generate_key_pair(&a.out, &pw)?;
-            println!("private key: {} (encrypted, keep it in your CI secret store)", key.display());
-            println!("public key:  {} (publish it; nodes and `keel verify` use it)", public.display());
+            println!(
+                "private key: {} (encrypted, keep it in your CI secret store)",
+                key.display()
+            );
+            println!(
+                "public key:  {} (publish it; nodes and `keel verify` use it)",
+                public.display()
+            );
             Ok(())
         }
     }
@@ -92,7 +98,8 @@ pub fn run_key(cmd: KeyCommand) -> anyhow::Result<()> {
 /// Runs `keel sign DIR --key K`.
 pub fn run_sign(a: SignArgs) -> anyhow::Result<()> {
     let pw = super::sign::password(a.password_file.as_deref())?;
-    super::release::sign_dir(&a.dir, &a.key, &pw).with_context(|| format!("signing {}", a.dir.display()))
+    super::release::sign_dir(&a.dir, &a.key, &pw)
+        .with_context(|| format!("signing {}", a.dir.display()))
 }
 
 /// Runs `keel verify DIR --key PUB`; fails naming the first mismatching file.

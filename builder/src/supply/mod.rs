@@ -65,6 +65,15 @@ pub const APT_LISTS_ENV: &str = "KEEL_APT_LISTS";
 /// Writes the SBOMs into the image tree and `publish_dir`, and fails if the
 /// tree contains private key material.
 pub fn finalize_tree(ctx: &TreeContext) -> anyhow::Result<()> {
+    let epoch = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    finalize_tree_at(ctx, epoch)
+}
+
+/// [`finalize_tree`] with the documents' creation time given (`None`: now)
+/// instead of read from `SOURCE_DATE_EPOCH`.
+pub fn finalize_tree_at(ctx: &TreeContext, source_date_epoch: Option<i64>) -> anyhow::Result<()> {
     let findings = keyscan::scan_tree(&ctx.root).context("scanning image tree for private keys")?;
     if let Some(first) = findings.first() {
         let list: Vec<String> = findings
@@ -77,7 +86,7 @@ pub fn finalize_tree(ctx: &TreeContext) -> anyhow::Result<()> {
             list.join("\n")
         );
     }
-    let inv = inventory(ctx)?;
+    let inv = inventory(ctx, source_date_epoch)?;
     tracing::info!(
         packages = inv.packages.len(),
         with_checksum = inv
@@ -105,7 +114,10 @@ pub fn finalize_tree(ctx: &TreeContext) -> anyhow::Result<()> {
 }
 
 /// Builds the SBOM inventory of the tree (packages, checksums, licenses, Keel binaries).
-pub fn inventory(ctx: &TreeContext) -> anyhow::Result<sbom::Inventory> {
+pub fn inventory(
+    ctx: &TreeContext,
+    source_date_epoch: Option<i64>,
+) -> anyhow::Result<sbom::Inventory> {
     let own_lists = ctx.root.join("var/lib/apt/lists");
     // Inside mkosi's finalize sandbox /var/lib/apt is mkosi's package cache
     // (the lists it installed from), even when the image keeps none.
@@ -118,10 +130,7 @@ pub fn inventory(ctx: &TreeContext) -> anyhow::Result<sbom::Inventory> {
     dirs.push(&sandbox_lists);
     let packages =
         dpkg::load_packages(&ctx.root, &dirs).context("reading the image's dpkg database")?;
-    let created = match std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
+    let created = match source_date_epoch {
         Some(e) => sbom::rfc3339(e),
         None => sbom::rfc3339(
             std::time::SystemTime::now()
@@ -190,6 +199,19 @@ pub fn after_build(ctx: &ReleaseContext) -> anyhow::Result<()> {
         let pw_file = std::env::var_os("KEEL_KEY_PASSWORD_FILE").map(PathBuf::from);
         let pw = sign::password(pw_file.as_deref())?;
         release::sign_dir(&ctx.out_dir, key, &pw).context("signing release")?;
+    }
+    Ok(())
+}
+
+/// [`after_build`] with the key password given instead of read from the environment.
+pub fn after_build_with_password(ctx: &ReleaseContext, password: &[u8]) -> anyhow::Result<()> {
+    let unsigned = ReleaseContext {
+        sign_key: None,
+        ..ctx.clone()
+    };
+    after_build(&unsigned)?;
+    if let Some(key) = &ctx.sign_key {
+        release::sign_dir(&ctx.out_dir, key, password).context("signing release")?;
     }
     Ok(())
 }

@@ -31,7 +31,9 @@ fn status_fixture_parses() {
 
 #[test]
 fn status_edge_cases() {
-    let cases: &[(&str, &[(&str, &str, &str, Option<&str>)])] = &[
+    /// (name, version, source, source version)
+    type Want<'a> = (&'a str, &'a str, &'a str, Option<&'a str>);
+    let cases: &[(&str, &[Want])] = &[
         ("", &[]),
         (
             "Package: a\nStatus: install ok installed\nVersion: 1\nArchitecture: all\n",

@@ -2,7 +2,7 @@
 //! the official CycloneDX 1.5 JSON schema, and the official SPDX validator
 //! (`pyspdxtools`, PyPI spdx-tools) for SPDX 2.3.
 
-use crate::supply::{finalize_tree, sbom, TreeContext};
+use crate::supply::{finalize_tree_at, sbom, TreeContext};
 use keel_cmd::CommandRunExt as _;
 use serde_json::Value;
 use std::path::Path;
@@ -74,11 +74,10 @@ fn cyclonedx_validator() -> jsonschema::Validator {
 
 #[test]
 fn finalize_writes_valid_sboms_into_tree_and_publish_dir() {
-    std::env::set_var("SOURCE_DATE_EPOCH", "1700000000");
     let dir = tempfile::tempdir().expect("tempdir");
     let (root, publish) = (dir.path().join("root"), dir.path().join("out"));
     tree(&root);
-    finalize_tree(&ctx(&root, &publish)).expect("finalize");
+    finalize_tree_at(&ctx(&root, &publish), Some(1_700_000_000)).expect("finalize");
     for name in [sbom::SPDX_FILE, sbom::CYCLONEDX_FILE] {
         let a = std::fs::read(root.join(sbom::SBOM_DIR).join(name)).expect("in image");
         let b = std::fs::read(publish.join(name)).expect("published");
@@ -86,7 +85,7 @@ fn finalize_writes_valid_sboms_into_tree_and_publish_dir() {
     }
     // Reproducible: a second run gives identical bytes.
     let first = std::fs::read(publish.join(sbom::SPDX_FILE)).expect("read");
-    finalize_tree(&ctx(&root, &publish)).expect("finalize again");
+    finalize_tree_at(&ctx(&root, &publish), Some(1_700_000_000)).expect("finalize again");
     assert_eq!(
         first,
         std::fs::read(publish.join(sbom::SPDX_FILE)).expect("read")
@@ -193,7 +192,7 @@ fn finalize_refuses_a_tree_with_a_private_key() {
     tree(&root);
     std::fs::create_dir_all(root.join("etc/keel")).expect("mkdir");
     crate::supply::sign::generate_key_pair(&root.join("etc/keel/release"), b"pw").expect("key");
-    let err = finalize_tree(&ctx(&root, &publish)).expect_err("must refuse");
+    let err = finalize_tree_at(&ctx(&root, &publish), None).expect_err("must refuse");
     let msg = format!("{err:#}");
     assert!(msg.contains("/etc/keel/release.key"), "{msg}");
     assert!(

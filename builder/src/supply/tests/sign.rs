@@ -5,7 +5,7 @@
 use crate::supply::release::{sign_dir, MANIFEST_FILE};
 use crate::supply::sign::*;
 use crate::supply::verify::verify_dir;
-use crate::supply::{after_build, sbom, ReleaseContext};
+use crate::supply::{after_build_with_password, sbom, ReleaseContext};
 use keel_cmd::CommandRunExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -116,20 +116,22 @@ fn release(embedded_spdx: &[u8]) -> Option<Release> {
     let img = disk_image(&dir, &[(&spdx_path, embedded_spdx), (&cdx_path, cdx)])?;
     std::fs::write(dir.join("test-tiny.efi"), b"MZ not a real UKI").expect("write");
     let (key, pubkey, other_pub) = keys();
-    std::env::set_var(PASSWORD_ENV, std::str::from_utf8(PW).expect("utf8"));
-    after_build(&ReleaseContext {
-        out_dir: dir.clone(),
-        image_name: "test-tiny".into(),
-        image_version: "1.0".into(),
-        definition_sha256: "ab".repeat(32),
-        lock_sha256: None,
-        source_date_epoch: 1_700_000_000,
-        mkosi_version: "24.3".into(),
-        artifacts: vec![img, dir.join("test-tiny.efi")],
-        uki: None,
-        verity_roothash: None,
-        sign_key: Some(key),
-    })
+    after_build_with_password(
+        &ReleaseContext {
+            out_dir: dir.clone(),
+            image_name: "test-tiny".into(),
+            image_version: "1.0".into(),
+            definition_sha256: "ab".repeat(32),
+            lock_sha256: None,
+            source_date_epoch: 1_700_000_000,
+            mkosi_version: "24.3".into(),
+            artifacts: vec![img, dir.join("test-tiny.efi")],
+            uki: None,
+            verity_roothash: None,
+            sign_key: Some(key),
+        },
+        PW,
+    )
     .expect("after_build");
     let trusted_root = tmp.path().join("trusted_root.json");
     std::fs::write(&trusted_root, r#"{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1","tlogs":[],"certificateAuthorities":[],"ctlogs":[],"timestampAuthorities":[]}"#).expect("write");
