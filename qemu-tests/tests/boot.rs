@@ -6,7 +6,8 @@
 //!
 //! The image's `keel-check` unit prints one `KEEL-CHECK key=value ... end=1`
 //! line at multi-user (see images/test-tiny). store-node is slower to build
-//! and boot: it runs only with KEEL_TEST_STORE_NODE=1.
+//! and boot: it runs only with KEEL_TEST_STORE_NODE=1, and is checked for
+//! multi-user and a serial login prompt (it has no test unit).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -30,8 +31,9 @@ fn boot_timeout() -> Duration {
 
 const MULTI_USER: &str = r"Reached target .*Multi-User System";
 
-/// Boots `image`, waits for multi-user and the check line, and asserts on it.
-fn boot_and_check(test: &str, image: &images::BuiltImage, memory_mib: u32) {
+/// Boots `image`, waits for multi-user and then for the check line (images
+/// with the keel-check unit) or the serial login prompt, and asserts on it.
+fn boot_and_check(test: &str, image: &images::BuiltImage, memory_mib: u32, has_check_unit: bool) {
     let work = tempfile::tempdir().expect("tempdir");
     let log = work.path().join("console.log");
     let before = std::fs::metadata(image.bootable())
@@ -55,6 +57,14 @@ fn boot_and_check(test: &str, image: &images::BuiltImage, memory_mib: u32) {
         to_multi_user.as_secs_f64(),
         line.line
     );
+    if !has_check_unit {
+        let prompt = vm
+            .wait_for_console(r"login: ?$", Duration::from_secs(300))
+            .unwrap_or_else(|e| panic!("{test}: no login prompt on the serial console: {e:#}"));
+        eprintln!("{test}: {}", prompt.line);
+        vm.stop().expect("VM stops");
+        return;
+    }
     let found = vm
         .wait_for_console(check::LINE_REGEX, Duration::from_secs(300))
         .unwrap_or_else(|e| panic!("{test}: no KEEL-CHECK line: {e:#}"));
@@ -119,7 +129,7 @@ fn test_tiny_boots_to_multi_user_read_only_with_tpm() {
         return;
     }
     let image = images::build("test-tiny").expect("keel build images/test-tiny");
-    boot_and_check(test, &image, 1024);
+    boot_and_check(test, &image, 1024, true);
 }
 
 #[test]
@@ -129,7 +139,7 @@ fn store_node_boots_to_multi_user_read_only_with_tpm() {
         return;
     }
     let image = images::build("store-node").expect("keel build images/store-node");
-    boot_and_check(test, &image, 2048);
+    boot_and_check(test, &image, 2048, false);
 }
 
 /// `keel vm run` as a program: Ctrl-C (SIGINT) mid-boot stops QEMU and
