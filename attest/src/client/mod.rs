@@ -113,7 +113,7 @@ impl EnrollClient {
             .https_only(true)
             .connect_timeout(Duration::from_secs(10))
             .timeout(timeout)
-            .pool_max_idle_per_host(4);
+            .pool_max_idle_per_host(1024);
         for c in certs {
             b = b.add_root_certificate(c);
         }
