@@ -6,6 +6,15 @@
 //! obtain certificates, sync the first GitOps bundle.
 pub mod acme;
 pub mod apply;
+pub mod ceph;
 pub mod seed;
 pub mod fsutil;
 pub mod gitops;
+pub mod machine;
+pub mod progress;
+pub mod state;
+pub mod enroll;
+pub mod cli;
+pub mod logging;
+pub mod run;
+pub mod steps;

@@ -1,4 +1,21 @@
+//! keel-bootstrap: the first-boot agent of a Keel store node. Thin: logging,
+//! CLI, call the library, print the error chain, pick the exit code.
+
+use clap::Parser;
+use keel_bootstrap::{cli, logging, run};
+
 fn main() {
-    eprintln!("not built yet");
-    std::process::exit(1);
+    #[cfg(feature = "failpoints")]
+    let _scenario = fail::FailScenario::setup();
+    logging::init();
+    let cli = cli::Cli::parse();
+    let code = match run::main(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            let code = run::exit_code(&e);
+            eprintln!("keel-bootstrap: error: {e:#}");
+            code
+        }
+    };
+    std::process::exit(code);
 }

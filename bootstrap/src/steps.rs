@@ -1,0 +1,258 @@
+//! The steps after enrollment, as [`Step`]s over the other modules:
+//! Ceph join ([`crate::ceph`]), certificates ([`crate::acme`]) and the first
+//! bundle sync ([`crate::gitops`]), each configured from the join material
+//! saved by [`crate::enroll`]. The configs for the renew/sync timers are
+//! written to the state directory here (`acme.json`, `sync.json`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::ceph::{self, CephMaterial, CephPaths, CephState, Launch};
+use crate::enroll::{files, load_join};
+use crate::fsutil::atomic_write;
+use crate::machine::{Ctx, Step, StepError};
+
+/// Name of the ACME config the `renew` timer reads.
+pub const ACME_CONFIG: &str = "acme.json";
+/// Name of the sync config the `sync` timer reads.
+pub const SYNC_CONFIG: &str = "sync.json";
+
+/// Enrolled → CephJoined.
+#[derive(Debug)]
+pub struct CephStep {
+    /// How OSDs are run, extra options.
+    pub paths: CephPaths,
+}
+
+impl Step for CephStep {
+    fn describe(&self, _ctx: &Ctx) -> String {
+        "joining the Ceph cluster".into()
+    }
+
+    fn run(&mut self, ctx: &Ctx) -> Result<(), StepError> {
+        let join = load_join(ctx)?;
+        let c = join.ceph.ok_or_else(|| StepError::Fatal {
+            reason: "the join material has no Ceph section".into(),
+            action: "configure the Ceph issuer in keel-enroll, then reset this node (docs/first-boot.md)".into(),
+        })?;
+        let material = CephMaterial {
+            fsid: c.fsid,
+            mon_host: c.mon_host,
+            conf: c.conf,
+            key_name: c.key_name,
+            key: c.key,
+            caps: c.caps,
+        };
+        let policy = ctx
+            .seed
+            .user
+            .keel
+            .as_ref()
+            .map(|k| k.disks.clone())
+            .unwrap_or_default();
+        let mut state = CephState::load(&self.paths.state_file())?;
+        let osds = ceph::join(&material, &policy, &self.paths, &mut state)
+            .map_err(|e| classify(e, "the Ceph monitors"))?;
+        ctx.progress.status(&format!(
+            "Ceph joined: {} OSD(s) up and in ({})",
+            osds.len(),
+            osds.iter()
+                .map(|o| format!("osd.{}", o.id))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        Ok(())
+    }
+}
+
+/// Network-looking failures are retried; the rest end the run (systemd restarts it).
+fn classify(e: anyhow::Error, what: &str) -> StepError {
+    let text = format!("{e:#}").to_lowercase();
+    let transient = [
+        "timed out",
+        "timeout",
+        "connection refused",
+        "unreachable",
+        "connect",
+        "dns",
+    ]
+    .iter()
+    .any(|w| text.contains(w));
+    if transient {
+        StepError::Retry(e.context(format!("waiting for {what}")))
+    } else {
+        StepError::Other(e)
+    }
+}
+
+/// CephJoined → Certified.
+#[derive(Debug)]
+pub struct AcmeStep {
+    /// Where the HTTP-01 responder listens.
+    pub http01_listen: Option<std::net::SocketAddr>,
+}
+
+fn write_pem(ctx: &Ctx, name: &str, pem: &str, mode: u32) -> Result<PathBuf> {
+    let p = ctx.state_dir.file(name);
+    atomic_write(&p, pem.as_bytes(), mode).with_context(|| format!("writing {}", p.display()))?;
+    Ok(p)
+}
+
+impl AcmeStep {
+    /// Builds (and saves for `renew`) the ACME config from the join material.
+    pub fn config(&self, ctx: &Ctx) -> Result<crate::acme::AcmeConfig, StepError> {
+        let join = load_join(ctx)?;
+        let a = join.acme.ok_or_else(|| StepError::Fatal {
+            reason: "the join material has no ACME section".into(),
+            action: "configure the ACME issuer in keel-enroll, then reset this node".into(),
+        })?;
+        let ca = match &a.ca_bundle_pem {
+            Some(pem) => write_pem(ctx, "acme-ca.pem", pem, 0o644)?,
+            None => PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
+        };
+        let host = ctx.seed.hostname().unwrap_or_else(|| "localhost".into());
+        let mut domains = vec![];
+        if let Some(f) = &ctx.seed.user.fqdn {
+            domains.push(f.clone());
+        }
+        domains.push(host);
+        let mut v = serde_json::json!({
+            "directory-url": a.directory_url,
+            "ca-bundle": ca,
+            "eab": {"kid": a.eab_kid, "hmac-key": a.eab_hmac_key},
+            "domains": domains,
+            "state-dir": ctx.state_dir.file("acme"),
+        });
+        if let Some(l) = self.http01_listen {
+            v["http01-listen"] = serde_json::json!(l.to_string());
+        }
+        let text = serde_json::to_string_pretty(&v).context("encoding ACME config")?;
+        let cfg =
+            crate::acme::AcmeConfig::parse(&text).context("ACME config from join material")?;
+        atomic_write(&ctx.state_dir.file(ACME_CONFIG), text.as_bytes(), 0o600)
+            .context("saving acme.json")?;
+        Ok(cfg)
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    // The ACME and Git clients are async; one small runtime per step.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+impl Step for AcmeStep {
+    fn describe(&self, _ctx: &Ctx) -> String {
+        "obtaining the node certificate (ACME)".into()
+    }
+
+    fn run(&mut self, ctx: &Ctx) -> Result<(), StepError> {
+        let cfg = self.config(ctx)?;
+        let out = runtime()?
+            .block_on(crate::acme::renew(&cfg))
+            .map_err(|e| classify(anyhow::Error::new(e), "the ACME CA"))?;
+        ctx.progress.status(&format!("certificate: {out:?}"));
+        Ok(())
+    }
+}
+
+/// Certified → BundleSynced.
+#[derive(Debug)]
+pub struct GitopsStep;
+
+impl GitopsStep {
+    /// Builds (and saves for `sync`) the sync config from the join material
+    /// and the seed's `keel: bundle` override.
+    pub fn config(ctx: &Ctx) -> Result<crate::gitops::SyncConfig, StepError> {
+        let join = load_join(ctx)?;
+        let g = join.gitops.ok_or_else(|| StepError::Fatal {
+            reason: "the join material has no GitOps section".into(),
+            action: "configure the GitOps issuer in keel-enroll, then reset this node".into(),
+        })?;
+        let over = ctx.seed.user.keel.as_ref().and_then(|k| k.bundle.clone());
+        let (url, reference) = match over {
+            Some(b) => (b.url, b.git_ref.unwrap_or(g.reference)),
+            None => (g.url, g.reference),
+        };
+        let trust = write_pem(ctx, "gitops-trust.pem", &g.trust_root, 0o644)?;
+        let ca = match &g.ca_bundle_pem {
+            Some(pem) => Some(write_pem(ctx, "gitops-ca.pem", pem, 0o644)?),
+            None => None,
+        };
+        let mut v = serde_json::json!({
+            "url": url,
+            "reference": reference,
+            "trust-root": trust,
+            "root": ctx.state_dir.file("bundle"),
+        });
+        if let Some(ca) = ca {
+            v["ca-bundle"] = serde_json::json!(ca);
+        }
+        let text = serde_json::to_string_pretty(&v).context("encoding sync config")?;
+        let cfg =
+            crate::gitops::SyncConfig::parse(&text).context("sync config from join material")?;
+        atomic_write(&ctx.state_dir.file(SYNC_CONFIG), text.as_bytes(), 0o600)
+            .context("saving sync.json")?;
+        Ok(cfg)
+    }
+}
+
+impl Step for GitopsStep {
+    fn describe(&self, _ctx: &Ctx) -> String {
+        "pulling the signed GitOps bundle".into()
+    }
+
+    fn run(&mut self, ctx: &Ctx) -> Result<(), StepError> {
+        let cfg = Self::config(ctx)?;
+        let out = runtime()?
+            .block_on(crate::gitops::sync(&cfg))
+            .map_err(|e| classify(anyhow::Error::new(e), "the Git server"))?;
+        ctx.progress.status(&format!("bundle: {out:?}"));
+        Ok(())
+    }
+}
+
+/// BundleSynced → Done: checks the pieces later timers rely on exist.
+#[derive(Debug)]
+pub struct FinishStep;
+
+impl Step for FinishStep {
+    fn describe(&self, _ctx: &Ctx) -> String {
+        "finishing first boot".into()
+    }
+
+    fn run(&mut self, ctx: &Ctx) -> Result<(), StepError> {
+        for f in [files::JOIN, files::NODE_KEY, ACME_CONFIG, SYNC_CONFIG] {
+            let p = ctx.state_dir.file(f);
+            if !p.exists() {
+                return Err(StepError::Other(anyhow::anyhow!(
+                    "{} is missing",
+                    p.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The Ceph paths for a run: a node's defaults, or spawned OSDs for host tests.
+pub fn ceph_paths(root: &Path, spawn: bool, options: &[String]) -> Result<CephPaths> {
+    let mut p = CephPaths::node();
+    p.root = root.to_path_buf();
+    if spawn {
+        p.launch = Launch::Spawn;
+        p.up_timeout = Duration::from_secs(120);
+    }
+    for o in options {
+        let (k, v) = o
+            .split_once('=')
+            .with_context(|| format!("--osd-option {o:?} is not KEY=VALUE"))?;
+        p.osd_options
+            .push((k.trim().to_string(), v.trim().to_string()));
+    }
+    Ok(p)
+}
