@@ -184,7 +184,13 @@ fn unsigned_wrong_key_and_tampered_bundles_are_refused() {
     };
     let rev1 = first_release(&b);
     let other = SigningKey::random(&mut rand::rngs::OsRng);
-    let cases: [(&str, Option<&SigningKey>, Option<(&str, &str)>, &str); 4] = [
+    type Case<'a> = (
+        &'a str,
+        Option<&'a SigningKey>,
+        Option<(&'a str, &'a str)>,
+        &'a str,
+    );
+    let cases: [Case; 4] = [
         ("unsigned", None, None, "unsigned"),
         ("wrong key", Some(&other), None, "does not verify"),
         (
