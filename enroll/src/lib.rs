@@ -3,9 +3,14 @@
 //! one-time tokens, manual approval), records every decision in a hash-chained
 //! audit log and hands out join material through pluggable issuers.
 
+pub mod admin;
 pub mod admission;
 pub mod audit;
+pub mod bench;
+pub mod cli;
 pub mod config;
+pub mod devcerts;
+pub mod harness;
 pub mod issue;
 pub mod server;
 pub mod store;

@@ -5,6 +5,7 @@
 //! Bodies above the configured limit are refused with 413 before parsing.
 
 mod enroll;
+pub use enroll::valid_id;
 mod report;
 
 use std::net::SocketAddr;
@@ -187,12 +188,14 @@ pub struct Running {
     pub addr: SocketAddr,
     handle: axum_server::Handle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    purge: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
     /// Stops accepting and waits for the server task.
     pub async fn shutdown(self) {
         self.handle.shutdown();
+        self.purge.abort();
         let _ = self.task.await;
     }
 }
@@ -217,7 +220,7 @@ pub async fn spawn(
     // purged session is refused as unknown).
     let store = app.store.clone();
     let ttl = app.session_ttl;
-    tokio::spawn(async move {
+    let purge = tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
             tick.tick().await;
@@ -228,5 +231,10 @@ pub async fn spawn(
         }
     });
     tracing::info!(%addr, backend = app.store.backend(), "keel-enroll listening (https)");
-    Ok(Running { addr, handle, task })
+    Ok(Running {
+        addr,
+        handle,
+        task,
+        purge,
+    })
 }

@@ -1,0 +1,197 @@
+//! The command line: the service, admin commands and the benchmark.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// keel-enroll: the central enrollment service for Keel store nodes.
+#[derive(Debug, Parser)]
+#[command(name = "keel-enroll", version)]
+pub struct Cli {
+    /// Service configuration file.
+    #[arg(
+        long,
+        global = true,
+        env = "KEEL_ENROLL_CONFIG",
+        default_value = "/etc/keel-enroll/keel-enroll.toml"
+    )]
+    pub config: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTPS service.
+    Serve,
+    /// Write a local CA, a server certificate and a node CA (tests and demos).
+    DevCerts {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Extra DNS names or IP addresses for the server certificate.
+        #[arg(long = "san")]
+        sans: Vec<String>,
+    },
+    /// EK allow-list from purchasing.
+    #[command(subcommand)]
+    Allowlist(AllowlistCmd),
+    /// One-time enrollment tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// The node inventory.
+    #[command(subcommand)]
+    Nodes(NodesCmd),
+    /// The hash-chained audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Load generator: simulated nodes (software TPM keys in TPM formats)
+    /// enrolling against a real server on loopback over HTTPS.
+    Bench(BenchArgs),
+}
+
+/// `allowlist ...`
+#[derive(Debug, Subcommand)]
+pub enum AllowlistCmd {
+    /// Import a CSV of `ek_sha256,serial,store` (header optional).
+    Import {
+        /// The CSV file.
+        csv: PathBuf,
+    },
+}
+
+/// `token ...`
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create a one-time token for a store; it is printed once and stored hashed.
+    Create {
+        /// Store id.
+        #[arg(long)]
+        store: String,
+        /// Validity in hours.
+        #[arg(long, default_value_t = 24)]
+        ttl_hours: i64,
+    },
+}
+
+/// `nodes ...`
+#[derive(Debug, Subcommand)]
+pub enum NodesCmd {
+    /// List nodes.
+    List {
+        /// Only nodes with this status.
+        #[arg(long)]
+        status: Option<StatusArg>,
+    },
+    /// List nodes waiting for approval.
+    Pending,
+    /// Approve a pending node (admitted at its next attempt).
+    Approve {
+        /// Node id.
+        node: String,
+    },
+    /// Revoke a node.
+    Revoke {
+        /// Node id.
+        node: String,
+    },
+    /// Allow an enrolled node to enroll again (re-imaging: same EK; RMA: --ek).
+    Reenroll {
+        /// Node id.
+        node: String,
+        /// SHA-256 of the replacement TPM's EK (after an RMA).
+        #[arg(long)]
+        ek: Option<String>,
+    },
+}
+
+/// Node status filter.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StatusArg {
+    /// Waiting for approval.
+    Pending,
+    /// Approved, not yet enrolled.
+    Approved,
+    /// Enrolled.
+    Admitted,
+    /// Revoked.
+    Revoked,
+}
+
+/// `audit ...`
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Recompute the hash chain; fails on any edited or deleted row.
+    Verify,
+    /// Write DIR/audit/edge/YYYYMMDD.json with the day's decisions and config hashes.
+    Export {
+        /// Day, YYYY-MM-DD (UTC).
+        #[arg(long)]
+        day: String,
+        /// Output directory.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+}
+
+/// `bench` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Number of simulated nodes (full enrollments).
+    #[arg(long, default_value_t = 2000)]
+    pub nodes: usize,
+    /// Nodes enrolling at the same time.
+    #[arg(long, default_value_t = 100)]
+    pub concurrency: usize,
+    /// Storage backend.
+    #[arg(long, value_enum, default_value_t = Backend::Sqlite)]
+    pub backend: Backend,
+    /// EK/AK key type.
+    #[arg(long, value_enum, default_value_t = KeyType::Ecc)]
+    pub key: KeyType,
+    /// PostgreSQL URL (default: start a throw-away server with keel-testbed).
+    #[arg(long, env = "KEEL_BENCH_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+/// Storage backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// Embedded SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// Key type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyType {
+    /// ECC P-256 EK and AK.
+    Ecc,
+    /// RSA-2048 EK and AK.
+    Rsa,
+}
+
+impl From<StatusArg> for crate::admission::NodeStatus {
+    fn from(s: StatusArg) -> Self {
+        use crate::admission::NodeStatus as N;
+        match s {
+            StatusArg::Pending => N::Pending,
+            StatusArg::Approved => N::Approved,
+            StatusArg::Admitted => N::Admitted,
+            StatusArg::Revoked => N::Revoked,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_debug_assert() {
+        super::Cli::command().debug_assert();
+    }
+}

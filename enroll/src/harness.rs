@@ -1,0 +1,127 @@
+//! A complete service in a temporary directory: dev certificates, EK trust
+//! roots, a PCR policy, a configuration file, the store and the HTTPS listener
+//! on 127.0.0.1 (free port). Used by `keel-enroll bench`, the tests and demos.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::config::{Config, Loaded};
+use crate::server::{self, App, Running};
+use crate::store::{self, Store};
+
+/// What to set up.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Database URL; `None`: SQLite in the temp dir.
+    pub database: Option<String>,
+    /// PEM texts of trusted TPM vendor roots/intermediates.
+    pub ek_roots: Vec<String>,
+    /// PCR policy (keel-attest TOML format).
+    pub policy: String,
+    /// Extra TOML appended to the configuration (e.g. `[stores.x...]`).
+    pub extra_config: String,
+    /// Largest request body (default: the protocol's limit).
+    pub max_body: Option<usize>,
+    /// Session lifetime in seconds (default 60).
+    pub session_ttl: Option<i64>,
+}
+
+/// A running service.
+pub struct Harness {
+    /// Temp dir holding every file (removed on drop).
+    pub dir: tempfile::TempDir,
+    /// The configuration file.
+    pub config_path: PathBuf,
+    /// The loaded configuration.
+    pub loaded: Loaded,
+    /// Shared state.
+    pub app: Arc<App>,
+    /// The listener.
+    pub running: Option<Running>,
+    /// `https://127.0.0.1:PORT`.
+    pub base_url: String,
+    /// CA bundle that verifies the server certificate.
+    pub ca_pem: String,
+}
+
+impl std::fmt::Debug for Harness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Harness")
+            .field("base_url", &self.base_url)
+            .finish()
+    }
+}
+
+impl Harness {
+    /// Sets up and starts the service.
+    pub async fn start(o: Options) -> anyhow::Result<Harness> {
+        let dir = tempfile::Builder::new().prefix("keel-enroll-").tempdir()?;
+        let d = dir.path();
+        crate::devcerts::write(d, &[]).context("dev certs")?;
+        let roots = d.join("ek-roots");
+        std::fs::create_dir_all(&roots)?;
+        for (i, pem) in o.ek_roots.iter().enumerate() {
+            std::fs::write(roots.join(format!("root-{i}.pem")), pem)?;
+        }
+        std::fs::write(d.join("policy.toml"), &o.policy)?;
+        let database = o
+            .database
+            .clone()
+            .unwrap_or_else(|| format!("sqlite:{}", d.join("enroll.db").display()));
+        let text = format!(
+            "listen = \"127.0.0.1:0\"\npublic-url = \"https://127.0.0.1\"\ntls-cert = \"server.pem\"\ntls-key = \"server.key\"\n\
+             node-ca-cert = \"node-ca.pem\"\nnode-ca-key = \"node-ca.key\"\ndatabase = \"{database}\"\n\
+             ek-roots = \"ek-roots\"\npcr-policy = \"policy.toml\"\nsession-ttl-secs = {}\nmax-body-bytes = {}\n{}\n",
+            o.session_ttl.unwrap_or(60),
+            o.max_body.unwrap_or(keel_attest::protocol::MAX_REQUEST_BYTES),
+            o.extra_config
+        );
+        let config_path = d.join("keel-enroll.toml");
+        std::fs::write(&config_path, text)?;
+        let loaded = Config::load(&config_path)?;
+        let store = store::open(&loaded.config.database).await?;
+        let app = Arc::new(App::new(&loaded, store)?);
+        let tls = server::tls_config(&loaded.config.tls_cert, &loaded.config.tls_key)?;
+        let running = server::spawn(
+            app.clone(),
+            &loaded.config.listen,
+            tls,
+            loaded.config.max_body_bytes,
+        )
+        .await?;
+        let base_url = format!("https://127.0.0.1:{}", running.addr.port());
+        let ca_pem = std::fs::read_to_string(d.join("ca.pem"))?;
+        Ok(Harness {
+            dir,
+            config_path,
+            loaded,
+            app,
+            running: Some(running),
+            base_url,
+            ca_pem,
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.app.store.clone()
+    }
+
+    /// An admin context on this service's store.
+    pub fn admin(&self) -> crate::admin::Admin {
+        crate::admin::Admin {
+            store: self.store(),
+            config_sha256: self.loaded.sha256.clone(),
+            actor: "admin:test".into(),
+        }
+    }
+
+    /// Stops the listener.
+    pub async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+}
