@@ -47,6 +47,9 @@ pub enum Commands {
     /// Boot images under QEMU with UEFI firmware and a software TPM.
     #[command(subcommand)]
     Vm(crate::vm::cli::VmCommand),
+    /// Sign GitOps bundles for store nodes (.keel/manifest + .keel/signature).
+    #[command(subcommand)]
+    Bundle(crate::bundle::BundleCommand),
 }
 
 /// Options of `keel build`.
@@ -143,6 +146,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Commands::Internal(InternalCommand::Finalize(args)) => crate::hooks::finalize(args),
         // Other subcommands' arms go below this line.
         Commands::Vm(cmd) => crate::vm::cli::run(cmd),
+        Commands::Bundle(cmd) => crate::bundle::run(cmd),
         Commands::Key(cmd) => crate::supply::cli::run_key(cmd),
         Commands::Sign(args) => crate::supply::cli::run_sign(args),
         Commands::Verify(args) => crate::supply::cli::run_verify(args),

@@ -10,7 +10,6 @@ use anyhow::Context as _;
 use keel_cmd::CommandRunExt;
 
 use crate::cli::BuildArgs;
-use crate::fsutil::sha256_file;
 
 #[derive(serde::Deserialize)]
 struct Sfdisk {
@@ -62,15 +61,15 @@ pub fn partition_hashes(raw: &Path) -> anyhow::Result<Vec<(String, String)>> {
 
 /// Runs the two builds and prints the comparison.
 pub fn check(args: &BuildArgs) -> anyhow::Result<()> {
+    let parent = args
+        .out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| ".".into());
     let base = tempfile::Builder::new()
         .prefix("keel-repro-")
-        .tempdir_in(
-            &args
-                .out
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| ".".into()),
-        )
+        .tempdir_in(parent)
         .or_else(|_| tempfile::tempdir())?;
     let mut results = Vec::new();
     for round in ["a", "b"] {
@@ -109,7 +108,6 @@ pub fn check(args: &BuildArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let _ = sha256_file; // hashes come from the build records
     if args.json {
         println!(
             "{}",

@@ -1,0 +1,190 @@
+//! Builds images/test-tiny with the real mkosi through the real `keel`
+//! binary and checks the outputs: raw + qcow2 exist, the GPT has an ESP, a
+//! root and its verity partition, the build record is sane, the verity root
+//! hash is recorded, and a second build with nothing changed is skipped.
+//!
+//! Needs root and mkosi (./setup.sh); prints SKIP otherwise. store-node is
+//! built only with KEEL_TEST_STORE_NODE=1 (it takes much longer).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use keel_cmd::CommandRunExt;
+
+const ESP: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+const ROOT_X86_64: &str = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709";
+const ROOT_VERITY_X86_64: &str = "2C7357ED-EBD2-46D9-AEC1-23D437EC2BF5";
+
+fn skip_reason() -> Option<String> {
+    let uid = Command::new("id")
+        .arg("-u")
+        .run_get_string()
+        .unwrap_or_default();
+    if uid.trim() != "0" {
+        return Some("not root (mkosi needs root)".into());
+    }
+    for tool in ["mkosi", "qemu-img", "sfdisk", "systemd-repart"] {
+        if Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .run()
+            .is_err()
+        {
+            return Some(format!("{tool} is not installed (./setup.sh --deps)"));
+        }
+    }
+    None
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn keel(args: &[&str]) -> Result<String, keel_cmd::CmdError> {
+    Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(args)
+        .env("CI", "true")
+        .run_get_string()
+}
+
+fn build_and_check(name: &str) {
+    let out = tempfile::Builder::new()
+        .prefix("keel-build-test-")
+        .tempdir_in("/var/tmp")
+        .expect("tmp");
+    let out_s = out.path().to_str().expect("utf8");
+    let image = repo().join("images").join(name);
+    let image_s = image.to_str().expect("utf8");
+    let cache = std::env::var("KEEL_TEST_CACHE").unwrap_or_else(|_| "/var/cache/keel".into());
+
+    let summary = keel(&[
+        "build",
+        image_s,
+        "--out",
+        out_s,
+        "--cache-dir",
+        &cache,
+        "--json",
+    ])
+    .unwrap_or_else(|e| panic!("keel build {name} failed: {e}"));
+    let s: serde_json::Value = serde_json::from_str(&summary).expect("json summary");
+    assert_eq!(s["skipped"], false, "{summary}");
+
+    let raw = out.path().join(format!("{name}.raw"));
+    let qcow = out.path().join(format!("{name}.qcow2"));
+    assert!(raw.is_file() && qcow.is_file(), "raw and qcow2 exist");
+    let info: serde_json::Value = Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(&qcow)
+        .run_get_json()
+        .expect("qemu-img info");
+    assert_eq!(info["format"], "qcow2");
+
+    let table: serde_json::Value = Command::new("sfdisk")
+        .arg("--json")
+        .arg(&raw)
+        .run_get_json()
+        .expect("sfdisk");
+    assert_eq!(table["partitiontable"]["label"], "gpt");
+    let types: Vec<String> = table["partitiontable"]["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| p["type"].as_str().unwrap_or_default().to_uppercase())
+        .collect();
+    for want in [ESP, ROOT_X86_64, ROOT_VERITY_X86_64] {
+        assert!(
+            types.iter().any(|t| t == want),
+            "partition type {want} in {types:?}"
+        );
+    }
+
+    let rec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join("build-record.json")).expect("record"),
+    )
+    .expect("record json");
+    assert_eq!(rec["image-name"], name);
+    let hash = rec["verity-roothash"].as_str().expect("roothash recorded");
+    assert!(
+        hash.len() >= 64 && hash.chars().all(|c| c.is_ascii_hexdigit()),
+        "{hash}"
+    );
+    for k in ["definition", "lock", "rendered-config", "tool:mkosi"] {
+        assert!(rec["inputs"][k].is_string(), "input {k} hashed: {rec}");
+    }
+    assert!(
+        rec["tools"]["mkosi"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("mkosi"),
+        "{rec}"
+    );
+    assert!(rec["durations"]["mkosi"].as_f64().unwrap_or(0.0) > 0.0);
+    let raw_sha = keel_builder::fsutil::sha256_file(&raw).expect("hash raw");
+    assert_eq!(rec["artifacts"][format!("{name}.raw")], raw_sha.as_str());
+    assert!(
+        out.path().join(format!("{name}.efi")).is_file(),
+        "UKI kept as an artifact"
+    );
+
+    let again = keel(&[
+        "build",
+        image_s,
+        "--out",
+        out_s,
+        "--cache-dir",
+        &cache,
+        "--json",
+    ])
+    .expect("rebuild");
+    let s2: serde_json::Value = serde_json::from_str(&again).expect("json");
+    assert_eq!(
+        s2["skipped"], true,
+        "no-change rebuild must skip mkosi: {again}"
+    );
+}
+
+#[test]
+fn test_tiny_builds_with_verity_and_rebuild_is_skipped() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIP test_tiny_builds_with_verity_and_rebuild_is_skipped: {why}");
+        return;
+    }
+    build_and_check("test-tiny");
+}
+
+#[test]
+fn store_node_builds() {
+    if std::env::var_os("KEEL_TEST_STORE_NODE").is_none() {
+        eprintln!("SKIP store_node_builds: set KEEL_TEST_STORE_NODE=1 (long build)");
+        return;
+    }
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIP store_node_builds: {why}");
+        return;
+    }
+    build_and_check("store-node");
+}
+
+#[test]
+fn bad_definition_error_names_file_and_key() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        dir.path().join("image.toml"),
+        "[image]\nname = \"x\"\nversion = \"1\"\n[distribution]\nname = \"debian\"\nrelease = \"buster\"\n",
+    )
+    .expect("write");
+    let err = keel(&[
+        "build",
+        dir.path().to_str().expect("utf8"),
+        "--out",
+        dir.path().join("o").to_str().expect("utf8"),
+    ])
+    .expect_err("bad release");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("image.toml")
+            && msg.contains("distribution.release")
+            && msg.contains("bookworm"),
+        "{msg}"
+    );
+}
