@@ -1,0 +1,280 @@
+//! Making one OSD, step by step, each step skipped when the state file says
+//! it already finished: plan (uuid + secret) → wipe (if allowed) → `ceph osd
+//! new` → `ceph-osd --mkfs` → start → wait until up and in.
+
+use super::state::{OsdPhase, OsdRecord};
+use super::{ceph, CephMaterial, CephPaths, CephState, Launch, OsdInfo, Target};
+use anyhow::{bail, Context};
+use keel_cmd::CommandRunExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+fn set_phase(
+    state: &mut CephState,
+    dev: &Path,
+    phase: OsdPhase,
+    id: Option<u32>,
+) -> anyhow::Result<()> {
+    if let Some(r) = state.record_mut(dev) {
+        r.phase = phase;
+        if id.is_some() {
+            r.id = id;
+        }
+    }
+    state.save()
+}
+
+/// Runs the missing steps for `t` and returns the OSD.
+pub(crate) fn ensure(
+    m: &CephMaterial,
+    paths: &CephPaths,
+    state: &mut CephState,
+    t: &Target,
+) -> anyhow::Result<OsdInfo> {
+    if state.record(&t.device).is_none() {
+        let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+            .context("making an OSD uuid")?
+            .trim()
+            .to_string();
+        let secret = Command::new("ceph-authtool")
+            .arg("--gen-print-key")
+            .run_get_string()
+            .context("making an OSD secret")?
+            .trim()
+            .to_string();
+        state.osds.push(OsdRecord {
+            device: t.device.clone(),
+            uuid,
+            secret,
+            id: None,
+            phase: OsdPhase::Planned,
+        });
+        state.save()?;
+    }
+    let rec = state
+        .record(&t.device)
+        .cloned()
+        .context("state record vanished")?;
+    let dev = t.device.as_path();
+    if t.wipe && rec.phase < OsdPhase::Wiped {
+        tracing::warn!("wiping {} (allowed by the disk policy)", dev.display());
+        Command::new("wipefs").arg("-a").arg(dev).run()?;
+        set_phase(state, dev, OsdPhase::Wiped, None)?;
+    }
+    let id = match rec.id {
+        Some(id) => id,
+        None => {
+            // `osd new` with the same uuid returns the same id: safe to repeat.
+            let secret_json = paths.file_dir().join(format!("osd-{}.json", rec.uuid));
+            super::state::write_atomic(
+                &secret_json,
+                serde_json::json!({ "cephx_secret": rec.secret })
+                    .to_string()
+                    .as_bytes(),
+                0o600,
+            )?;
+            let out = ceph(m, paths, &["osd", "new", &rec.uuid, "-i"])
+                .arg(&secret_json)
+                .run_get_string();
+            let _ = std::fs::remove_file(&secret_json);
+            let out = out.context("registering the OSD with the monitors")?;
+            let id: u32 = out
+                .trim()
+                .parse()
+                .with_context(|| format!("`ceph osd new` printed {out:?}"))?;
+            tracing::info!(id, uuid = %rec.uuid, "OSD registered");
+            set_phase(state, dev, OsdPhase::Registered, Some(id))?;
+            id
+        }
+    };
+    let data = paths.osd_dir(id);
+    let done_before = std::fs::read_to_string(data.join("fsid"))
+        .is_ok_and(|f| f.trim() == rec.uuid)
+        && data.join("ready").exists();
+    if rec.phase < OsdPhase::Formatted && !done_before {
+        if running(paths, id) {
+            bail!("osd.{id} runs but was never recorded as formatted; refusing to touch it");
+        }
+        if let Err(e) = mkfs(paths, &rec, t, id, &data) {
+            // A kill during an earlier mkfs leaves a half-made OSD that is
+            // ours (recorded): clear it and try once more.
+            tracing::warn!("mkfs of osd.{id} failed ({e:#}); clearing and retrying once");
+            clear_partial(t, &data)?;
+            mkfs(paths, &rec, t, id, &data)?;
+        }
+    }
+    if rec.phase < OsdPhase::Formatted {
+        set_phase(state, dev, OsdPhase::Formatted, None)?;
+    }
+    if !running(paths, id) {
+        start(paths, id, &data)?;
+        set_phase(state, dev, OsdPhase::Started, None)?;
+    }
+    wait_up_in(m, paths, id, &rec.uuid)?;
+    set_phase(state, dev, OsdPhase::UpIn, None)?;
+    Ok(OsdInfo {
+        id,
+        uuid: rec.uuid,
+        device: t.device.clone(),
+    })
+}
+
+fn mkfs(
+    paths: &CephPaths,
+    rec: &OsdRecord,
+    t: &Target,
+    id: u32,
+    data: &Path,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    super::state::write_atomic(
+        &data.join("keyring"),
+        format!("[osd.{id}]\n\tkey = {}\n", rec.secret).as_bytes(),
+        0o600,
+    )?;
+    if let Some(size) = t.file_size {
+        if let Some(dir) = t.device.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&t.device)
+            .with_context(|| format!("creating {}", t.device.display()))?;
+        f.set_len(size)?;
+    }
+    let block = data.join("block");
+    if block.symlink_metadata().is_err() {
+        std::os::unix::fs::symlink(&t.device, &block).context("linking the OSD block")?;
+    }
+    osd_cmd(paths, id, data)
+        .args(["--mkfs", "--osd-uuid", &rec.uuid, "--no-mon-config"])
+        .run()
+        .with_context(|| format!("ceph-osd --mkfs for osd.{id}"))?;
+    if paths.launch == Launch::Systemd {
+        Command::new("chown")
+            .args(["-R", "ceph:ceph"])
+            .arg(data)
+            .run()?;
+        Command::new("chown")
+            .arg("ceph:ceph")
+            .arg(&t.device)
+            .run()?;
+    }
+    Ok(())
+}
+
+fn clear_partial(t: &Target, data: &Path) -> anyhow::Result<()> {
+    if t.file_size.is_some() {
+        let _ = std::fs::remove_file(&t.device);
+    } else {
+        Command::new("wipefs").arg("-a").arg(&t.device).run()?;
+    }
+    for f in [
+        "fsid",
+        "whoami",
+        "ready",
+        "type",
+        "magic",
+        "ceph_fsid",
+        "osd_key",
+    ] {
+        let _ = std::fs::remove_file(data.join(f));
+    }
+    Ok(())
+}
+
+fn osd_cmd(paths: &CephPaths, id: u32, data: &Path) -> Command {
+    let mut c = Command::new("ceph-osd");
+    c.arg("-c")
+        .arg(paths.conf())
+        .args(["-i", &id.to_string(), "--osd-data"])
+        .arg(data)
+        .arg("--keyring")
+        .arg(data.join("keyring"));
+    c
+}
+
+fn pid_file(paths: &CephPaths, id: u32) -> PathBuf {
+    paths.run_dir().join(format!("ceph-osd.{id}.pid"))
+}
+
+fn running(paths: &CephPaths, id: u32) -> bool {
+    match paths.launch {
+        Launch::Systemd => Command::new("systemctl")
+            .args(["is-active", "--quiet", &format!("ceph-osd@{id}")])
+            .run()
+            .is_ok(),
+        Launch::Spawn => std::fs::read_to_string(pid_file(paths, id))
+            .ok()
+            .and_then(|p| std::fs::read(format!("/proc/{}/cmdline", p.trim())).ok())
+            .is_some_and(|cmd| String::from_utf8_lossy(&cmd).contains("ceph-osd")),
+    }
+}
+
+fn start(paths: &CephPaths, id: u32, data: &Path) -> anyhow::Result<()> {
+    match paths.launch {
+        Launch::Systemd => Command::new("systemctl")
+            .args(["enable", "--now", &format!("ceph-osd@{id}")])
+            .run()
+            .with_context(|| format!("starting ceph-osd@{id}"))?,
+        Launch::Spawn => {
+            std::fs::create_dir_all(paths.run_dir())?;
+            let log = std::fs::File::create(paths.run_dir().join(format!("ceph-osd.{id}.out")))?;
+            let child = osd_cmd(paths, id, data)
+                .arg("-f")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .context("starting ceph-osd")?;
+            super::state::write_atomic(
+                &pid_file(paths, id),
+                child.id().to_string().as_bytes(),
+                0o644,
+            )?;
+            tracing::info!(id, pid = child.id(), "ceph-osd started");
+        }
+    }
+    Ok(())
+}
+
+/// Polls `ceph osd dump` (as the node key) until osd.`id` with `uuid` is up and in.
+fn wait_up_in(m: &CephMaterial, paths: &CephPaths, id: u32, uuid: &str) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    loop {
+        let dump: serde_json::Value = ceph(m, paths, &["osd", "dump", "--format", "json"])
+            .run_get_json()
+            .context("reading the OSD map")?;
+        let me = dump["osds"]
+            .as_array()
+            .and_then(|a| a.iter().find(|o| o["osd"].as_u64() == Some(u64::from(id))));
+        if let Some(o) = me {
+            if o["uuid"].as_str().is_some_and(|u| u != uuid) {
+                bail!(
+                    "osd.{id} in the map has uuid {} but ours is {uuid}",
+                    o["uuid"]
+                );
+            }
+            if o["up"] == 1 && o["in"] == 1 {
+                tracing::info!(id, elapsed = ?t0.elapsed(), "OSD up and in");
+                return Ok(());
+            }
+        }
+        if paths.launch == Launch::Spawn && !running(paths, id) {
+            let log = std::fs::read_to_string(paths.run_dir().join(format!("ceph-osd.{id}.out")))
+                .unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            bail!(
+                "ceph-osd {id} exited:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        if t0.elapsed() > paths.up_timeout {
+            bail!("osd.{id} not up and in after {:?}", paths.up_timeout);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
