@@ -41,8 +41,8 @@ pkgs=(
   ovmf swtpm swtpm-tools tpm2-tools
   # OSTree, seeds, services used by tests
   ostree cloud-image-utils xorriso git ceph pebble postgresql
-  # misc
-  ca-certificates curl jq
+  # misc (python3-venv: the SPDX validator used by the SBOM tests)
+  ca-certificates curl jq python3-venv
 )
 stamp=/var/lib/keel-setup.stamp
 want=$(printf '%s\n' "${pkgs[@]}" mkosi systemd-boot qemu-system-x86 | sha256sum | cut -c1-16)
@@ -80,6 +80,14 @@ if ! command -v cosign >/dev/null || ! cosign verify-blob --help >/dev/null 2>&1
   dpkg -x "$tmp"/cosign_*.deb "$tmp/root"
   install -m 0755 "$tmp/root/usr/bin/cosign" /usr/local/bin/cosign
   rm -rf "$tmp"
+fi
+
+# --- the official SPDX validator (pyspdxtools), in its own venv -----------------
+if ! command -v pyspdxtools >/dev/null; then
+  log "installing spdx-tools (pyspdxtools) into /opt/keel-tools/venv"
+  /usr/bin/python3 -m venv /opt/keel-tools/venv
+  /opt/keel-tools/venv/bin/pip install -q spdx-tools
+  ln -sf /opt/keel-tools/venv/bin/pyspdxtools /usr/local/bin/pyspdxtools
 fi
 
 # --- Rust toolchain -----------------------------------------------------------
