@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod build;
+pub mod bundle;
 pub mod cli;
 pub mod fsutil;
 pub mod hooks;

@@ -182,6 +182,12 @@ mod tests {
         fs::write(r.join(MANIFEST_PATH), "x").expect("write");
         fs::write(r.join(SIGNATURE_PATH), "y").expect("write");
         let m = build(r).expect("manifest");
+        // Pinned bytes; builder/src/bundle/manifest.rs (`keel bundle sign`) pins the same.
+        let golden = "keel-bundle-manifest v1\n\
+a8076d3d28d21e02012b20eaf7dbf75409a6277134439025f282e368e3305abf 100755 a.sh\n\
+594e519ae499312b29433b7dd8a97ff068defcba9755b6d5d00e84c524d67b06 100644 b/c/z.txt\n\
+36477ea265eafe923930d4967d718203c440cc57c29ff57ef0a7c5e76fcaf307 120000 link\n";
+        assert_eq!(m, golden);
         let sha = |b: &[u8]| hex::encode(Sha256::digest(b));
         let want = format!(
             "{HEADER}\n{} 100755 a.sh\n{} 100644 b/c/z.txt\n{} 120000 link\n",

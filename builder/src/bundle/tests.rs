@@ -1,0 +1,99 @@
+//! `keel bundle sign` on a real git repository; the signature is checked by
+//! the real `cosign verify-blob`.
+
+use std::path::Path;
+use std::process::Command;
+
+use keel_cmd::CommandRunExt;
+
+use super::{manifest, sign_repo};
+
+fn git(repo: &Path) -> Command {
+    let mut c = Command::new("git");
+    c.arg("-C")
+        .arg(repo)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@keel.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@keel.invalid");
+    c
+}
+
+#[test]
+fn sign_commits_a_manifest_of_the_committed_tree_that_cosign_verifies() {
+    if Command::new("git").arg("--version").run().is_err() {
+        eprintln!("SKIP sign_commits_a_manifest: git is not installed");
+        return;
+    }
+    let d = tempfile::tempdir().expect("tempdir");
+    let repo = d.path().join("bundle");
+    std::fs::create_dir(&repo).expect("mkdir");
+    git(&repo)
+        .args(["init", "-q", "-b", "main"])
+        .run()
+        .expect("init");
+    std::fs::write(repo.join("app.yaml"), "replicas: 1\n").expect("write");
+    git(&repo).args(["add", "-A"]).run().expect("add");
+    git(&repo)
+        .args(["commit", "-q", "-m", "app"])
+        .run()
+        .expect("commit");
+    // Uncommitted and untracked changes are not signed.
+    std::fs::write(repo.join("app.yaml"), "replicas: 9\n").expect("edit");
+    std::fs::write(repo.join("untracked.txt"), "x").expect("untracked");
+
+    let (key_path, pub_path) =
+        crate::supply::sign::generate_key_pair(&d.path().join("cosign"), b"pw").expect("keys");
+    let key = crate::supply::sign::load_signing_key(&key_path, b"pw").expect("load");
+    sign_repo(&repo, "HEAD", &key, true).expect("sign");
+
+    let text = std::fs::read_to_string(repo.join(manifest::MANIFEST_PATH)).expect("manifest");
+    assert!(text.contains(" 100644 app.yaml\n"), "{text}");
+    assert!(!text.contains("untracked"), "{text}");
+    // The committed tree (HEAD now includes .keel/) matches the signed manifest.
+    let check = d.path().join("check");
+    std::fs::create_dir(&check).expect("mkdir");
+    let tar = d.path().join("t.tar");
+    git(&repo)
+        .args(["archive", "--format=tar", "-o"])
+        .arg(&tar)
+        .arg("HEAD")
+        .run()
+        .expect("archive");
+    Command::new("tar")
+        .arg("-C")
+        .arg(&check)
+        .arg("-xf")
+        .arg(&tar)
+        .run()
+        .expect("untar");
+    assert_eq!(manifest::build(&check).expect("rebuild"), text);
+    assert!(check.join(manifest::SIGNATURE_PATH).is_file());
+
+    if Command::new("cosign").arg("version").run().is_err() {
+        eprintln!("SKIP cosign verify-blob part: cosign is not installed");
+        return;
+    }
+    let verify = |file: &Path| {
+        Command::new("cosign")
+            .args(["verify-blob", "--insecure-ignore-tlog=true", "--key"])
+            .arg(&pub_path)
+            .arg("--signature")
+            .arg(repo.join(manifest::SIGNATURE_PATH))
+            .arg(file)
+            .run()
+    };
+    verify(&repo.join(manifest::MANIFEST_PATH)).expect("cosign verifies the signature");
+    let tampered = d.path().join("tampered");
+    std::fs::write(
+        &tampered,
+        text.replace("100644 app.yaml", "100755 app.yaml"),
+    )
+    .expect("write");
+    assert!(
+        verify(&tampered).is_err(),
+        "cosign rejects a changed manifest"
+    );
+}
