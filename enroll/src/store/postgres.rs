@@ -15,7 +15,7 @@ use crate::admission::{
 use crate::audit::{next_row, now_rfc3339, Entry, Row};
 
 /// Advisory lock key serializing chain appends (ASCII "keelaud").
-const AUDIT_LOCK: i64 = 0x6b65_656c_6175_64;
+const AUDIT_LOCK: i64 = 0x006b_6565_6c61_7564;
 
 /// The PostgreSQL store.
 pub struct PgStore {

@@ -1,0 +1,254 @@
+//! Adversarial enrollment over HTTPS: each case must be refused with its reason.
+//! Simulated nodes use keel-attest's software TPM (the structures a real TPM
+//! refuses to produce are crafted with it); the server path is the production one.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use keel_attest::protocol::{Decision, RejectCode, B64};
+use keel_attest::tpm2::public::attr;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adversarial_cases_are_rejected_with_their_reason() {
+    let h = harness(None).await;
+    let c = client(&h);
+
+    // Baseline: an allow-listed node is admitted and gets a node certificate.
+    let good = Node::new("good-1");
+    allow(&h, &good).await;
+    let ch = good.start(&c).await.unwrap();
+    let fin = good.answer(&ch);
+    let join = admitted(c.finish(&fin).await.unwrap());
+    assert!(join.identity.cert_chain_pem.contains("BEGIN CERTIFICATE"));
+
+    // Replayed finish.
+    assert_eq!(code(c.finish(&fin).await), RejectCode::SessionReplayed);
+
+    // Wrong nonce: the quote is made over another nonce.
+    let n = Node::new("wrong-nonce");
+    allow(&h, &n).await;
+    let mut ch = n.start(&c).await.unwrap();
+    let real_nonce = ch.nonce;
+    ch.nonce = keel_attest::protocol::Bytes32([7; 32]);
+    let mut fin = n.answer(&ch);
+    // keep the proof valid for the real nonce so only the quote is wrong
+    ch.nonce = real_nonce;
+    fin.proof = n.answer(&ch).proof;
+    assert_eq!(code(c.finish(&fin).await), RejectCode::QuoteNonce);
+
+    // Unknown session id.
+    let mut fin2 = n.answer(&n.start(&c).await.unwrap());
+    fin2.session_id = "00".repeat(16);
+    assert_eq!(code(c.finish(&fin2).await), RejectCode::SessionUnknown);
+
+    // Secret from another session: answer session B with session A's proof.
+    let n = Node::new("cross-session");
+    allow(&h, &n).await;
+    let ch_a = n.start(&c).await.unwrap();
+    let ch_b = n.start(&c).await.unwrap();
+    let fin_a = n.answer(&ch_a);
+    let mut fin_b = n.answer(&ch_b);
+    fin_b.proof = fin_a.proof;
+    assert_eq!(code(c.finish(&fin_b).await), RejectCode::ActivationFailed);
+
+    // Non-restricted AK.
+    let mut n = Node::new("unrestricted-ak");
+    n.tpm.ak.attributes &= !attr::RESTRICTED;
+    allow(&h, &n).await;
+    assert_eq!(code(n.start(&c).await), RejectCode::AkAttributes);
+
+    // AK name mismatch.
+    let n = Node::new("ak-name");
+    allow(&h, &n).await;
+    let mut req = n.start_request();
+    req.ak_name = B64(vec![0, 0x0b, 1, 2, 3]);
+    assert_eq!(code(c.start(&req).await), RejectCode::AkNameMismatch);
+
+    // Unknown EK (no certificate), no token.
+    let n = Node::new("unknown-ek");
+    assert_eq!(code(n.start(&c).await), RejectCode::EkNotAllowed);
+
+    // Reused token.
+    let admin = h.admin();
+    let token = admin.create_token("store-1", 3600).await.unwrap();
+    let mut a = Node::new("token-a");
+    a.token = Some(token.clone());
+    admitted(a.enroll(&c).await.unwrap());
+    let mut b = Node::new("token-b");
+    b.token = Some(token);
+    assert_eq!(code(b.start(&c).await), RejectCode::TokenReused);
+    let mut b2 = Node::new("token-c");
+    b2.token = Some("keel-not-a-token".into());
+    assert_eq!(code(b2.start(&c).await), RejectCode::TokenInvalid);
+
+    // PCR values not in policy (PCR 0 extended by unexpected firmware).
+    let mut n = Node::new("bad-pcr");
+    n.tpm.extend(0, &[9; 32]);
+    allow(&h, &n).await;
+    assert_eq!(code(n.enroll(&c).await), RejectCode::PcrPolicy);
+
+    // Event log that does not replay to the quote.
+    let n = Node::new("bad-log");
+    allow(&h, &n).await;
+    let ch = n.start(&c).await.unwrap();
+    let mut log = keel_attest::verify::eventlog::EventLogBuilder::new();
+    log.measure(0, 1, b"firmware that was never measured");
+    let fin = n
+        .tpm
+        .answer(&ch, &n.csr, Some(log.finish()), &mut rand::rngs::OsRng)
+        .unwrap();
+    assert_eq!(code(c.finish(&fin).await), RejectCode::EventLogReplay);
+
+    // Garbage event log.
+    let n = Node::new("garbage-log");
+    allow(&h, &n).await;
+    let ch = n.start(&c).await.unwrap();
+    let mut fin = n.answer(&ch);
+    fin.event_log = Some(B64(vec![0xff; 40]));
+    assert_eq!(code(c.finish(&fin).await), RejectCode::EventLogMalformed);
+
+    // Truncated / garbage TPM structures.
+    let n = Node::new("truncated");
+    allow(&h, &n).await;
+    let mut req = n.start_request();
+    req.ek_public.0.truncate(20);
+    assert_eq!(code(c.start(&req).await), RejectCode::TpmStructure);
+    let mut req = n.start_request();
+    req.ak_public = B64(vec![0xde, 0xad, 0xbe, 0xef]);
+    assert_eq!(code(c.start(&req).await), RejectCode::TpmStructure);
+    let ch = n.start(&c).await.unwrap();
+    let mut fin = n.answer(&ch);
+    fin.quote.attest.0.truncate(10);
+    assert_eq!(code(c.finish(&fin).await), RejectCode::QuoteInvalid);
+    let ch = n.start(&c).await.unwrap();
+    let mut fin = n.answer(&ch);
+    fin.quote.signature = B64(vec![0; 3]);
+    assert_eq!(code(c.finish(&fin).await), RejectCode::QuoteInvalid);
+    let mut req = n.start_request();
+    req.csr = B64(b"not a csr".to_vec());
+    assert_eq!(code(c.start(&req).await), RejectCode::CsrInvalid);
+
+    // Not JSON at all.
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(h.ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let r = http
+        .post(format!("{}/v1/enroll/start", h.base_url))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // Oversized body -> 413.
+    let r = http
+        .post(format!("{}/v1/enroll/start", h.base_url))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 300 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    eprintln!("oversized body refused with HTTP {}", r.status());
+
+    // Audit log records every decision and verifies.
+    let (rows, _) = h.admin().audit_verify().await.unwrap();
+    assert!(rows >= 15, "{rows} audit rows");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_nonce_is_rejected() {
+    let h = keel_enroll::harness::Harness::start(keel_enroll::harness::Options {
+        policy: keel_enroll::bench::bench_policy(),
+        session_ttl: Some(1),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let c = client(&h);
+    let n = Node::new("slow");
+    allow(&h, &n).await;
+    let ch = n.start(&c).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(
+        code(c.finish(&n.answer(&ch)).await),
+        RejectCode::SessionExpired
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ek_certificates_untrusted_and_mismatched() {
+    // A vendor CA the service trusts, and one it does not.
+    let (trusted_pem, trusted) = ek_ca("Trusted TPM Vendor CA");
+    let (_, untrusted) = ek_ca("Rogue CA");
+    let h = keel_enroll::harness::Harness::start(keel_enroll::harness::Options {
+        policy: keel_enroll::bench::bench_policy(),
+        ek_roots: vec![trusted_pem],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let c = client(&h);
+
+    let mut n = Node::new("rogue-cert");
+    n.ek_cert = Some(ek_cert(&n, &untrusted));
+    assert_eq!(code(n.start(&c).await), RejectCode::EkCertUntrusted);
+
+    let mut n = Node::new("swapped-cert");
+    let other = Node::new("other");
+    n.ek_cert = Some(ek_cert(&other, &trusted));
+    assert_eq!(code(n.start(&c).await), RejectCode::EkCertMismatch);
+
+    // A certified but unknown EK is queued; approval admits it.
+    let mut n = Node::new("certified");
+    n.ek_cert = Some(ek_cert(&n, &trusted));
+    match n.enroll(&c).await.unwrap() {
+        Decision::Pending { reason, .. } => eprintln!("pending as expected: {reason}"),
+        d => panic!("{d:?}"),
+    }
+    let admin = h.admin();
+    assert_eq!(
+        admin
+            .nodes(Some(keel_enroll::admission::NodeStatus::Pending))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    admin.approve("certified").await.unwrap();
+    admitted(n.enroll(&c).await.unwrap());
+}
+
+type Ca = (rcgen::Issuer<'static, rcgen::KeyPair>,);
+
+fn ek_ca(cn: &str) -> (String, Ca) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::default();
+    p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let cert = p.self_signed(&key).unwrap();
+    (cert.pem(), (rcgen::Issuer::new(p, key),))
+}
+
+struct Spki(Vec<u8>);
+impl rcgen::PublicKeyData for Spki {
+    fn der_bytes(&self) -> &[u8] {
+        &self.0
+    }
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ECDSA_P256_SHA256
+    }
+}
+
+fn ek_cert(n: &Node, ca: &Ca) -> Vec<u8> {
+    use x509_parser::prelude::FromDer;
+    let ek = keel_attest::tpm2::public::TpmPublic::from_tpm2b(&n.tpm.ek.public_tpm2b()).unwrap();
+    let spki_der = ek.spki_der().unwrap();
+    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&spki_der).unwrap();
+    let key = Spki(spki.subject_public_key.data.to_vec());
+    let mut p = rcgen::CertificateParams::default();
+    p.distinguished_name.push(rcgen::DnType::CommonName, "EK");
+    p.signed_by(&key, &ca.0).unwrap().der().to_vec()
+}
