@@ -188,3 +188,64 @@ fn bad_definition_error_names_file_and_key() {
         "{msg}"
     );
 }
+
+/// The real apt against the real archive: dependencies are resolved to exact
+/// versions, and a locked version the archive does not offer is named.
+#[test]
+fn lock_resolves_dependencies_and_names_missing_versions() {
+    use keel_builder::lock::{apt::PrivateApt, Lock, LockedPackage};
+    if Command::new("sh")
+        .args(["-c", "command -v apt-get"])
+        .run()
+        .is_err()
+    {
+        eprintln!("SKIP lock_resolves_dependencies_and_names_missing_versions: no apt-get");
+        return;
+    }
+    let spec = keel_builder::spec::load(&repo().join("images/test-tiny")).expect("spec");
+    let state = tempfile::tempdir().expect("tmp");
+    let apt = match PrivateApt::new(&spec, Some(state.path())) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("SKIP lock_resolves_dependencies_and_names_missing_versions: archive unreachable: {e:#}");
+            return;
+        }
+    };
+    let pkgs = apt.simulate(&["tpm2-tools".to_string()]).expect("simulate");
+    assert!(pkgs.iter().any(|p| p.name == "tpm2-tools"));
+    // Not asked for: a dependency, at an exact version.
+    let dep = pkgs
+        .iter()
+        .find(|p| p.name.starts_with("libtss2-"))
+        .expect("dependency resolved");
+    assert!(!dep.version.is_empty());
+    let snaps = apt.snapshots().expect("snapshots");
+    assert!(
+        snaps
+            .iter()
+            .any(|s| s.suite == "bookworm" && s.inrelease_sha256.len() == 64),
+        "{snaps:?}"
+    );
+
+    let mut lock = Lock {
+        version: 1,
+        snapshots: snaps,
+        packages: pkgs,
+        initrd_packages: vec![],
+    };
+    apt.check_available(&lock)
+        .expect("freshly resolved versions are available");
+    lock.packages.push(LockedPackage {
+        name: "tpm2-tools".into(),
+        version: "0.0.0-keel-gone".into(),
+        architecture: "amd64".into(),
+    });
+    let err = apt
+        .check_available(&lock)
+        .expect_err("gone version")
+        .to_string();
+    assert!(
+        err.contains("tpm2-tools=0.0.0-keel-gone") && err.contains("keel lock"),
+        "{err}"
+    );
+}

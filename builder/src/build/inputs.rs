@@ -166,6 +166,31 @@ fn file_name(p: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// The `keel` binary mkosi's finalize hook calls back into: `KEEL_EXE`, the
+/// running program when it is keel, else a `keel` beside it (a test binary
+/// in target/*/deps calling the library), else on PATH.
+fn keel_exe() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("KEEL_EXE") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().context("locating the keel binary")?;
+    if exe.file_name().is_some_and(|n| n == "keel") {
+        return Ok(exe);
+    }
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    [dir.join("keel"), dir.join("../keel")]
+        .into_iter()
+        .chain(std::env::split_paths(&path).map(|d| d.join("keel")))
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!(
+                "the build calls back into the `keel` binary, which is neither running nor beside {}: build it (`cargo build -p keel-builder`) or set KEEL_EXE",
+                exe.display()
+            )
+        })
+}
+
 /// keel-bootstrap from beside the running keel, and the units from the source tree.
 fn find_agent() -> anyhow::Result<(PathBuf, Vec<PathBuf>)> {
     let exe = std::env::current_exe().context("locating the keel binary")?;
