@@ -334,9 +334,9 @@ impl Prepared {
                 .run()
                 .with_context(|| format!("copying {}", src.display()))?;
         }
-        let exe = std::env::current_exe().context("locating the keel binary")?;
+        let exe = keel_exe()?;
         std::fs::copy(&exe, work.join(KEEL_EXE_NAME))
-            .context("copying keel into the work directory")?;
+            .with_context(|| format!("copying {} into the work directory", exe.display()))?;
         Ok(())
     }
 }
