@@ -42,7 +42,7 @@ pkgs=(
   # OSTree, seeds, services used by tests
   ostree cloud-image-utils xorriso git ceph pebble postgresql
   # misc (python3-venv: the SPDX validator used by the SBOM tests)
-  ca-certificates curl jq python3-venv openssl util-linux
+  ca-certificates curl jq python3-venv openssl util-linux time
 )
 stamp=/var/lib/keel-setup.stamp
 want=$(printf '%s\n' "${pkgs[@]}" mkosi systemd-boot qemu-system-x86 | sha256sum | cut -c1-16)
