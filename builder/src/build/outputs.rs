@@ -36,7 +36,8 @@ pub fn collect(prep: &Prepared, stage: &Path, out: &Path) -> anyhow::Result<Outp
     let mut raw = None;
     let mut entries: Vec<PathBuf> = std::fs::read_dir(stage)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
+        // mkosi also leaves a `NAME` symlink to the image: skip links.
+        .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
         .collect();
     entries.sort();
     for p in entries {
@@ -193,4 +194,53 @@ pub fn image_sizes(path: &Path) -> anyhow::Result<(u64, u64)> {
         .arg(path)
         .run_get_json()?;
     Ok((i.virtual_size, i.actual_size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roothash_is_read_from_the_uki_command_line() {
+        let h = "2bd44117cf7bf7545d4fbc2d76118c6215eab59f2b597f5f8393cf52c903622b";
+        let mut pe = b"MZ\0\0.cmdline\0console=ttyS0 roothash=".to_vec();
+        pe.extend_from_slice(h.as_bytes());
+        pe.extend_from_slice(b" ro\0\0");
+        assert_eq!(roothash_from_uki(&pe).as_deref(), Some(h));
+        assert_eq!(roothash_from_uki(b"MZ no hash here"), None);
+        assert_eq!(
+            roothash_from_uki(b"roothash=abc"),
+            None,
+            "too short to be a hash"
+        );
+    }
+
+    #[test]
+    fn installed_packages_must_match_the_lock() {
+        let lock = crate::lock::Lock {
+            version: 1,
+            snapshots: vec![],
+            packages: vec![crate::lock::LockedPackage {
+                name: "adduser".into(),
+                version: "3.134".into(),
+                architecture: "all".into(),
+            }],
+            initrd_packages: vec![],
+        };
+        let m = |v: &str, extra: &str| {
+            format!(
+                r#"{{"manifest_version":1,"config":{{}},"packages":[{{"type":"deb","name":"adduser","version":"{v}","architecture":"all"}}{extra}]}}"#
+            )
+        };
+        check_against_lock(&m("3.134", ""), &lock).expect("match");
+        let e = check_against_lock(&m("3.135", ""), &lock)
+            .expect_err("other version")
+            .to_string();
+        assert!(e.contains("adduser 3.135 (locked 3.134)"), "{e}");
+        let extra = r#",{"type":"deb","name":"sl","version":"1","architecture":"amd64"}"#;
+        let e = check_against_lock(&m("3.134", extra), &lock)
+            .expect_err("extra")
+            .to_string();
+        assert!(e.contains("sl 1 (not in the lock)"), "{e}");
+    }
 }
