@@ -146,9 +146,13 @@ fn mkosi_conf(spec: &ImageSpec, inp: &RenderInputs<'_>) -> String {
     let mut remove = vec![
         // Host keys would be shared by every node: each generates its own on first boot.
         "/etc/ssh/ssh_host_*".to_string(),
-        // Non-deterministic caches.
+        // bootctl's seed would be shared by every node (and differ per
+        // build): systemd-boot creates one on each node's first boot.
+        "/efi/loader/random-seed".to_string(),
+        // Non-deterministic caches and logs with build timestamps.
         "/var/cache/ldconfig/aux-cache".to_string(),
         "/var/log/*.log".to_string(),
+        "/var/log/apt/*".to_string(),
     ];
     remove.extend(spec.files.remove.iter().cloned());
     push_list(&mut s, "RemoveFiles", &remove);
