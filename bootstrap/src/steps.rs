@@ -208,12 +208,61 @@ impl Step for GitopsStep {
 
     fn run(&mut self, ctx: &Ctx) -> Result<(), StepError> {
         let cfg = Self::config(ctx)?;
-        let out = runtime()?
+        let rt = runtime()?;
+        let out = rt
             .block_on(crate::gitops::sync(&cfg))
             .map_err(|e| classify(anyhow::Error::new(e), "the Git server"))?;
         ctx.progress.status(&format!("bundle: {out:?}"));
+        // The bundle is applied; a failed report is not a reason to redo it:
+        // the sync timer reports again on its next run.
+        if let Err(e) = rt.block_on(report_applied(ctx, &out)) {
+            tracing::warn!("reporting revision {} to keel-enroll: {e:#}", out.rev());
+        }
         Ok(())
     }
+}
+
+/// Tells keel-enroll which revision is applied, signed with the node key
+/// (the service checks the node certificate it issued and the signature).
+async fn report_applied(ctx: &Ctx<'_>, out: &crate::gitops::SyncOutcome) -> Result<()> {
+    use p256::ecdsa::signature::Signer;
+    use p256::pkcs8::DecodePrivateKey;
+
+    let cfg = ctx
+        .seed
+        .user
+        .keel
+        .as_ref()
+        .context("the seed has no keel: section")?;
+    let (Some(url), Some(ca)) = (cfg.enroll_url.as_deref(), cfg.enroll_ca.as_deref()) else {
+        anyhow::bail!("the seed names no enroll-url/enroll-ca");
+    };
+    let join = load_join(ctx)?;
+    let key_pem = std::fs::read_to_string(ctx.state_dir.file(files::NODE_KEY))
+        .context("reading the node key")?;
+    let key = p256::ecdsa::SigningKey::from_pkcs8_pem(&key_pem)
+        .map_err(|e| anyhow::anyhow!("parsing the node key: {e}"))?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(join.identity.cert_chain_pem.as_bytes())
+        .map_err(|e| anyhow::anyhow!("parsing the node certificate: {e}"))?;
+    let node_id = x509_parser::parse_x509_certificate(&pem.contents)
+        .map_err(|e| anyhow::anyhow!("parsing the node certificate: {e}"))?
+        .1
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .context("the node certificate has no common name")?
+        .to_string();
+    let client = keel_attest::client::EnrollClient::new(url, ca)?;
+    let report = crate::gitops::report::node_report(&node_id, out);
+    crate::gitops::report::send(&client, &report, &pem.contents, |body| {
+        let sig: p256::ecdsa::Signature = key.sign(body);
+        sig.to_der().as_bytes().to_vec()
+    })
+    .await?;
+    ctx.progress
+        .status(&format!("reported revision {} to keel-enroll", out.rev()));
+    Ok(())
 }
 
 /// BundleSynced → Done: checks the pieces later timers rely on exist.
