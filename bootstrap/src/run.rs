@@ -109,6 +109,9 @@ fn run(a: RunArgs) -> Result<()> {
             progress.status(
                 "first boot complete: node enrolled, Ceph joined, certified, bundle applied",
             );
+            if let Some(u) = steps::own_usage() {
+                tracing::info!("agent resource use (this process only): {u}");
+            }
             Ok(())
         }
         Err(e) => {

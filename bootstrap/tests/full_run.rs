@@ -33,8 +33,12 @@ const TOOLS: &[&str] = &[
     "openssl",
 ];
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_keel-bootstrap")
+/// The agent under test; `KEEL_BOOTSTRAP_BIN` points at another build (e.g.
+/// release) to measure it.
+fn bin() -> PathBuf {
+    std::env::var_os("KEEL_BOOTSTRAP_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_keel-bootstrap")))
 }
 
 /// PCR 0-7 of a fresh swtpm (startup-clear): all zero.
@@ -397,9 +401,21 @@ fn seed_to_done_on_real_services() {
     cleanup.ids = added.clone();
     assert!(out.status.success(), "{all}");
     assert_done(&b, &n, &added, &all);
+    // Figures, not assertions: the agent's own use (it reads /proc/self at the
+    // end) and, from /usr/bin/time, the agent plus the programs it ran
+    // (ceph CLI, ceph-osd --mkfs, git).
+    let own = all
+        .lines()
+        .find_map(|l| l.split_once("agent resource use (this process only): "))
+        .map(|(_, u)| u.trim().to_string());
+    assert!(own.is_some(), "the agent reports its resource use: {all}");
+    eprintln!(
+        "keel-bootstrap run, seed -> done, wall {wall:?}: agent alone: {}",
+        own.unwrap_or_default()
+    );
     match all.lines().find(|l| l.starts_with("KEEL-RUSAGE")) {
-        Some(line) => eprintln!("keel-bootstrap run, seed -> done (wall {wall:?}): {line}"),
-        None => eprintln!("keel-bootstrap run: /usr/bin/time missing, no CPU/RSS figures"),
+        Some(line) => eprintln!("  agent + child processes (/usr/bin/time): {line}"),
+        None => eprintln!("  /usr/bin/time missing: no figures with child processes"),
     }
     // A rerun of a finished node does nothing and changes nothing.
     let account = fs::read(n.state.join("acme/account.json")).expect("account");
