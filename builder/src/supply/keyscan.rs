@@ -7,7 +7,15 @@
 //! for DER-encoded PKCS#8 and PKCS#1 RSA private keys. Labels that merely occur
 //! as strings inside programs (ssh-keygen carries them) are not flagged,
 //! because the body between the markers must be base64 key data.
+//!
+//! Files that a Debian package shipped, unmodified (their MD5 matches the
+//! package's `md5sums` list in the image's dpkg database), are archive content
+//! that anyone can download: libgnutls, for one, carries its FIPS self-test
+//! keys. Those are reported as exempt, not as findings. Anything a package's
+//! maintainer script generated (SSH host keys), an overlay added or a build
+//! step changed is not in those lists, so it is still refused.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Files larger than this are not scanned (keys are small; images carry big blobs).
@@ -141,11 +149,55 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     find(hay, needle).is_some()
 }
 
-/// Walks the tree at `root` (symlinks are not followed) and returns every
-/// regular file holding private key material.
-pub fn scan_tree(root: &Path) -> anyhow::Result<Vec<Finding>> {
+/// Parses one dpkg `md5sums` list (`<md5>  <path without leading slash>`)
+/// into `/path -> md5`.
+pub fn parse_md5sums(text: &str, into: &mut HashMap<PathBuf, String>) {
+    for line in text.lines() {
+        if let Some((sum, path)) = line.split_once("  ") {
+            if sum.len() == 32 && sum.bytes().all(|b| b.is_ascii_hexdigit()) {
+                into.insert(Path::new("/").join(path), sum.to_ascii_lowercase());
+            }
+        }
+    }
+}
+
+/// Every file the image's packages shipped, with its MD5, from
+/// ROOT/var/lib/dpkg/info/*.md5sums (empty when there is no dpkg database).
+pub fn package_files(root: &Path) -> anyhow::Result<HashMap<PathBuf, String>> {
     use anyhow::Context as _;
-    let mut found = Vec::new();
+    let mut map = HashMap::new();
+    let info = root.join("var/lib/dpkg/info");
+    let Ok(rd) = std::fs::read_dir(&info) else {
+        return Ok(map);
+    };
+    for e in rd.flatten() {
+        let path = e.path();
+        if path.extension().is_some_and(|x| x == "md5sums") {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            parse_md5sums(&text, &mut map);
+        }
+    }
+    Ok(map)
+}
+
+/// The result of [`scan_tree`].
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Private key material that must not be in the image.
+    pub findings: Vec<Finding>,
+    /// Key-like data in files a package shipped unmodified (public archive content).
+    pub exempt: Vec<Finding>,
+}
+
+/// Walks the tree at `root` (symlinks are not followed) and returns every
+/// regular file holding private key material, split into findings and
+/// unmodified package files (see the module docs).
+pub fn scan_tree(root: &Path) -> anyhow::Result<Scan> {
+    use anyhow::Context as _;
+    use md5::Digest as _;
+    let shipped = package_files(root)?;
+    let mut scan = Scan::default();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let rd = std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?;
@@ -170,14 +222,21 @@ pub fn scan_tree(root: &Path) -> anyhow::Result<Vec<Finding>> {
                     std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
                 if let Some(kind) = scan_bytes(&data) {
                     let rel = path.strip_prefix(root).unwrap_or(&path);
-                    found.push(Finding {
+                    let finding = Finding {
                         path: Path::new("/").join(rel),
                         kind,
-                    });
+                    };
+                    let md5 = hex::encode(md5::Md5::digest(&data));
+                    if shipped.get(&finding.path) == Some(&md5) {
+                        scan.exempt.push(finding);
+                    } else {
+                        scan.findings.push(finding);
+                    }
                 }
             }
         }
     }
-    found.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(found)
+    scan.findings.sort_by(|a, b| a.path.cmp(&b.path));
+    scan.exempt.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(scan)
 }

@@ -131,7 +131,7 @@ fn tree_scan_names_the_file() {
         b"\0-----BEGIN RSA PRIVATE KEY-----\0",
     )
     .expect("write");
-    assert!(scan_tree(root).expect("scan").is_empty());
+    assert!(scan_tree(root).expect("scan").findings.is_empty());
     let key = root.join("etc/ssl/private/node.key");
     Command::new("openssl")
         .args([
@@ -146,10 +146,68 @@ fn tree_scan_names_the_file() {
         .run()
         .expect("openssl");
     std::os::unix::fs::symlink(&key, root.join("link.key")).expect("symlink");
-    let found = scan_tree(root).expect("scan");
+    let found = scan_tree(root).expect("scan").findings;
     assert_eq!(found.len(), 1, "symlinks are not followed: {found:?}");
     assert_eq!(
         found[0].path,
         std::path::Path::new("/etc/ssl/private/node.key")
+    );
+}
+
+#[test]
+fn unmodified_package_files_are_exempt_but_changed_or_unowned_ones_are_not() {
+    use md5::Digest as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("usr/lib")).expect("mkdir");
+    std::fs::create_dir_all(root.join("etc/ssh")).expect("mkdir");
+    std::fs::create_dir_all(root.join("var/lib/dpkg/info")).expect("mkdir");
+    let key = openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+    ]);
+    // A library that embeds self-test keys, as libgnutls does, shipped by a package.
+    let mut lib = b"\x7fELF....".to_vec();
+    lib.extend_from_slice(&key);
+    std::fs::write(root.join("usr/lib/libselftest.so"), &lib).expect("write");
+    // A file the same package lists but which was changed after installation.
+    std::fs::write(root.join("usr/lib/changed.so"), &lib).expect("write");
+    // A host key a maintainer script generated: owned by no md5sums list.
+    std::fs::write(root.join("etc/ssh/ssh_host_ecdsa_key"), &key).expect("write");
+    let sums = format!(
+        "{}  usr/lib/libselftest.so\n{}  usr/lib/changed.so\n",
+        hex::encode(md5::Md5::digest(&lib)),
+        hex::encode(md5::Md5::digest(b"what the package shipped")),
+    );
+    std::fs::write(root.join("var/lib/dpkg/info/libselftest.md5sums"), sums).expect("write");
+
+    let scan = scan_tree(root).expect("scan");
+    let paths = |v: &[Finding]| {
+        v.iter()
+            .map(|f| f.path.display().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        paths(&scan.findings),
+        ["/etc/ssh/ssh_host_ecdsa_key", "/usr/lib/changed.so"]
+    );
+    assert_eq!(paths(&scan.exempt), ["/usr/lib/libselftest.so"]);
+}
+
+#[test]
+fn md5sums_lines_parse_and_junk_is_ignored() {
+    let mut map = std::collections::HashMap::new();
+    parse_md5sums(
+        "0123456789abcdef0123456789ABCDEF  usr/bin/x y\nnot a line\nzz  usr/bin/bad\n",
+        &mut map,
+    );
+    assert_eq!(map.len(), 1);
+    assert_eq!(
+        map.get(std::path::Path::new("/usr/bin/x y"))
+            .map(String::as_str),
+        Some("0123456789abcdef0123456789abcdef")
     );
 }
