@@ -173,5 +173,8 @@ fn sync(a: TimerArgs) -> Result<()> {
         .block_on(crate::gitops::sync(&cfg))
         .context("syncing the bundle")?;
     println!("{out:?}");
+    if let Err(e) = rt.block_on(steps::report_applied(&a.common.state_dir, &out)) {
+        tracing::warn!("reporting revision {} to keel-enroll: {e:#}", out.rev());
+    }
     Ok(())
 }

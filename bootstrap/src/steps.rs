@@ -215,34 +215,56 @@ impl Step for GitopsStep {
         ctx.progress.status(&format!("bundle: {out:?}"));
         // The bundle is applied; a failed report is not a reason to redo it:
         // the sync timer reports again on its next run.
-        if let Err(e) = rt.block_on(report_applied(ctx, &out)) {
+        if let Err(e) = save_report_config(ctx)
+            .and_then(|()| rt.block_on(report_applied(&ctx.state_dir.0, &out)))
+        {
             tracing::warn!("reporting revision {} to keel-enroll: {e:#}", out.rev());
         }
         Ok(())
     }
 }
 
+/// Where the revision report goes (written by first boot for the `sync`
+/// timer): `{"enroll-url": .., "enroll-ca": "<PEM>"}`, from the seed.
+pub const REPORT_CONFIG: &str = "report.json";
+
+fn save_report_config(ctx: &Ctx) -> Result<()> {
+    let k = ctx.seed.user.keel.as_ref();
+    let (Some(url), Some(ca)) = (
+        k.and_then(|k| k.enroll_url.as_deref()),
+        k.and_then(|k| k.enroll_ca.as_deref()),
+    ) else {
+        anyhow::bail!("the seed names no enroll-url/enroll-ca");
+    };
+    let v = serde_json::json!({"enroll-url": url, "enroll-ca": ca});
+    atomic_write(
+        &ctx.state_dir.file(REPORT_CONFIG),
+        serde_json::to_string_pretty(&v)?.as_bytes(),
+        0o644,
+    )
+    .context("saving report.json")
+}
+
 /// Tells keel-enroll which revision is applied, signed with the node key
 /// (the service checks the node certificate it issued and the signature).
-async fn report_applied(ctx: &Ctx<'_>, out: &crate::gitops::SyncOutcome) -> Result<()> {
+/// Used by first boot and by the `sync` timer.
+pub async fn report_applied(state_dir: &Path, out: &crate::gitops::SyncOutcome) -> Result<()> {
     use p256::ecdsa::signature::Signer;
     use p256::pkcs8::DecodePrivateKey;
 
-    let cfg = ctx
-        .seed
-        .user
-        .keel
-        .as_ref()
-        .context("the seed has no keel: section")?;
-    let (Some(url), Some(ca)) = (cfg.enroll_url.as_deref(), cfg.enroll_ca.as_deref()) else {
-        anyhow::bail!("the seed names no enroll-url/enroll-ca");
+    let read = |name: &str| {
+        std::fs::read_to_string(state_dir.join(name))
+            .with_context(|| format!("reading {}", state_dir.join(name).display()))
     };
-    let join = load_join(ctx)?;
-    let key_pem = std::fs::read_to_string(ctx.state_dir.file(files::NODE_KEY))
-        .context("reading the node key")?;
-    let key = p256::ecdsa::SigningKey::from_pkcs8_pem(&key_pem)
+    let cfg: serde_json::Value =
+        serde_json::from_str(&read(REPORT_CONFIG)?).context("parsing report.json")?;
+    let (Some(url), Some(ca)) = (cfg["enroll-url"].as_str(), cfg["enroll-ca"].as_str()) else {
+        anyhow::bail!("report.json names no enroll-url/enroll-ca");
+    };
+    let key = p256::ecdsa::SigningKey::from_pkcs8_pem(&read(files::NODE_KEY)?)
         .map_err(|e| anyhow::anyhow!("parsing the node key: {e}"))?;
-    let (_, pem) = x509_parser::pem::parse_x509_pem(join.identity.cert_chain_pem.as_bytes())
+    let chain = read(files::NODE_CERT)?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(chain.as_bytes())
         .map_err(|e| anyhow::anyhow!("parsing the node certificate: {e}"))?;
     let node_id = x509_parser::parse_x509_certificate(&pem.contents)
         .map_err(|e| anyhow::anyhow!("parsing the node certificate: {e}"))?
@@ -260,8 +282,7 @@ async fn report_applied(ctx: &Ctx<'_>, out: &crate::gitops::SyncOutcome) -> Resu
         sig.to_der().as_bytes().to_vec()
     })
     .await?;
-    ctx.progress
-        .status(&format!("reported revision {} to keel-enroll", out.rev()));
+    tracing::info!("reported revision {} to keel-enroll", out.rev());
     Ok(())
 }
 

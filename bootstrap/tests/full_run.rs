@@ -60,7 +60,8 @@ struct Bed {
     rt: tokio::runtime::Runtime,
     h: Harness,
     pebble: Pebble,
-    _git: GitServer,
+    git: GitServer,
+    key: SigningKey,
     rev: String,
     dir: tempfile::TempDir,
 }
@@ -84,21 +85,7 @@ fn bed(test: &str) -> Option<Bed> {
         .to_public_key_pem(LineEnding::LF)
         .expect("pem");
     fs::write(d.join("trust.pem"), trust).expect("trust root");
-    let w = git.work_dir(REPO).expect("work dir");
-    fs::create_dir_all(w.join("app")).expect("mkdir");
-    fs::write(w.join("app/config.yaml"), "replicas: 1\n").expect("write");
-    let m = manifest::build(&w).expect("manifest");
-    let sig: p256::ecdsa::Signature = key.sign(m.as_bytes());
-    fs::create_dir_all(w.join(".keel")).expect("mkdir");
-    fs::write(w.join(manifest::MANIFEST_PATH), m).expect("manifest");
-    fs::write(
-        w.join(manifest::SIGNATURE_PATH),
-        base64::engine::general_purpose::STANDARD.encode(sig.to_der().as_bytes()),
-    )
-    .expect("signature");
-    let rev = git
-        .commit_and_push(REPO, "main", &[], "bundle")
-        .expect("push");
+    let rev = publish(&git, &key, "replicas: 1\n");
 
     fs::write(d.join("pebble-ca.pem"), pebble.listener_ca_pem()).expect("ca");
     fs::write(d.join("git-ca.pem"), git.ca_pem()).expect("ca");
@@ -137,10 +124,31 @@ fn bed(test: &str) -> Option<Bed> {
         rt,
         h,
         pebble,
-        _git: git,
+        git,
+        key,
         rev,
         dir,
     })
+}
+
+/// Writes `app/config.yaml`, signs the tree with `key`, pushes; returns the commit.
+fn publish(git: &GitServer, key: &SigningKey, config: &str) -> String {
+    let w = git.work_dir(REPO).expect("work dir");
+    fs::create_dir_all(w.join("app")).expect("mkdir");
+    fs::write(w.join("app/config.yaml"), config).expect("write");
+    let _ = fs::remove_file(w.join(manifest::MANIFEST_PATH));
+    let _ = fs::remove_file(w.join(manifest::SIGNATURE_PATH));
+    let m = manifest::build(&w).expect("manifest");
+    let sig: p256::ecdsa::Signature = key.sign(m.as_bytes());
+    fs::create_dir_all(w.join(".keel")).expect("mkdir");
+    fs::write(w.join(manifest::MANIFEST_PATH), m).expect("manifest");
+    fs::write(
+        w.join(manifest::SIGNATURE_PATH),
+        base64::engine::general_purpose::STANDARD.encode(sig.to_der().as_bytes()),
+    )
+    .expect("signature");
+    git.commit_and_push(REPO, "main", &[], "bundle")
+        .expect("push")
 }
 
 /// A node: its root, the CIDATA ISO made by `cloud-localds`, its state dir.
@@ -427,6 +435,26 @@ fn seed_to_done_on_real_services() {
         account
     );
     assert_eq!(b.nodes().len(), 1);
+
+    // The sync timer's entry point applies a new signed revision and reports it too.
+    let rev2 = publish(&b.git, &b.key, "replicas: 2\n");
+    let out = Command::new(bin())
+        .args(["sync", "--state-dir"])
+        .arg(&n.state)
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .expect("sync");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        fs::read_link(n.state.join("bundle/current")).expect("current"),
+        Path::new("releases").join(&rev2)
+    );
+    assert_eq!(
+        b.nodes()[0].revision.as_deref(),
+        Some(rev2.as_str()),
+        "{}",
+        text(&out)
+    );
 }
 
 /// Every fail point, in order, on one node: each run is killed at the next
