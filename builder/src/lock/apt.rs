@@ -148,8 +148,11 @@ impl PrivateApt {
             .args(["-q", "show", "--no-all-versions"])
             .args(&pins)
             .env("LC_ALL", "C");
+        // apt-cache prints a stanza for each version it has and, depending on
+        // its version and -q, may exit 0 and say nothing about a pin it lacks:
+        // compare what it printed against what was asked for.
         let missing = match c.run_get_string() {
-            Ok(_) => Vec::new(),
+            Ok(out) => missing_from_show(&pins, &out),
             Err(e) => {
                 let m = parse_missing_versions(&e.to_string());
                 if m.is_empty() {
@@ -205,6 +208,27 @@ pub fn parse_simulation(out: &str) -> Vec<LockedPackage> {
 }
 
 /// Extracts `name=version` from apt's "Version 'V' for 'N' was not found" errors.
+/// The `NAME=VERSION` pins that `apt-cache show` output (deb822 stanzas) does
+/// not contain.
+pub fn missing_from_show(pins: &[String], show: &str) -> Vec<String> {
+    let mut have = std::collections::HashSet::new();
+    for stanza in show.split("\n\n") {
+        let field = |key: &str| {
+            stanza
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(str::trim)
+        };
+        if let (Some(name), Some(version)) = (field("Package:"), field("Version:")) {
+            have.insert(format!("{name}={version}"));
+        }
+    }
+    pins.iter()
+        .filter(|p| !have.contains(*p))
+        .cloned()
+        .collect()
+}
+
 pub fn parse_missing_versions(msg: &str) -> Vec<String> {
     msg.lines()
         .filter_map(|l| {

@@ -1,5 +1,5 @@
 //! Lock parsing, apt output parsing (captured samples in tests/fixtures/lock/).
-use super::apt::{parse_missing_versions, parse_release_date, parse_simulation};
+use super::apt::{missing_from_show, parse_missing_versions, parse_release_date, parse_simulation};
 use super::*;
 
 const SIM: &str = include_str!("../../tests/fixtures/lock/apt-install-s.txt");
@@ -89,4 +89,18 @@ fn bad_locks_are_rejected_with_the_file_name() {
             "{m}"
         );
     }
+}
+
+#[test]
+fn pins_missing_from_apt_cache_show_output_are_named() {
+    let show =
+        "Package: foo\nVersion: 1.0-1\nArchitecture: amd64\n\nPackage: bar\nVersion: 2:3\n\n";
+    let pins = [
+        "foo=1.0-1".to_string(),
+        "bar=2:3".to_string(),
+        "foo=0.9".to_string(),
+    ];
+    assert_eq!(missing_from_show(&pins, show), ["foo=0.9"]);
+    assert_eq!(missing_from_show(&pins[..2], show), Vec::<String>::new());
+    assert_eq!(missing_from_show(&pins[..1], ""), ["foo=1.0-1"]);
 }
