@@ -16,7 +16,8 @@ use clap::{Args, Subcommand};
 use regex::Regex;
 
 use super::options::{
-    AccelChoice, ConsoleMode, PortForward, VmOptions, DEFAULT_CPUS, DEFAULT_MEMORY_MIB,
+    AccelChoice, ConsoleMode, PortForward, VmOptions, DEFAULT_CPUS, DEFAULT_DISK_GIB,
+    DEFAULT_MEMORY_MIB,
 };
 use super::Vm;
 
@@ -40,6 +41,9 @@ pub struct RunArgs {
     /// Let the guest write to the image file.
     #[arg(long)]
     pub no_snapshot: bool,
+    /// Size of the guest's disk in GiB (room for the /var partition made at first boot).
+    #[arg(long, value_name = "GIB", default_value_t = DEFAULT_DISK_GIB)]
+    pub disk_size: u64,
     /// Guest memory in MiB.
     #[arg(long, default_value_t = DEFAULT_MEMORY_MIB)]
     pub memory: u32,
@@ -105,6 +109,7 @@ fn run_vm(args: RunArgs) -> anyhow::Result<()> {
     let interactive = !args.json && std::io::stdout().is_terminal();
     let mut opts = VmOptions::new(&args.image, PathBuf::new());
     opts.snapshot = !args.no_snapshot;
+    opts.disk_gib = args.disk_size;
     opts.memory_mib = args.memory;
     opts.cpus = args.cpus;
     opts.forwards = args.forwards.clone();

@@ -17,7 +17,7 @@ use super::options::{
 use super::process::Tracked;
 use super::qemu::{qemu_args, Accel, QemuPlan, SerialPlan, OVMF_VARS, QEMU};
 use super::swtpm::Swtpm;
-use super::{accel, seed};
+use super::{accel, disk, seed};
 
 /// A running VM. Dropping it stops QEMU and swtpm and removes its state.
 #[derive(Debug)]
@@ -78,6 +78,7 @@ impl Vm {
                 (serial, Some(ConsoleLog::new(log)), Some(socket))
             }
         };
+        let (image, format, snapshot) = disk::prepare(&image, format, &opts, &d)?;
         let pidfile = d.join("qemu.pid");
         let mut kernel_args = opts.kernel_args.clone();
         if accel == Accel::Tcg {
@@ -89,7 +90,7 @@ impl Vm {
             cpus: opts.cpus,
             image,
             format,
-            snapshot: opts.snapshot,
+            snapshot,
             ovmf_vars,
             tpm_socket: swtpm.socket.clone(),
             forwards: opts.forwards.clone(),

@@ -14,6 +14,7 @@
 pub mod accel;
 pub mod cli;
 pub mod console;
+pub mod disk;
 pub mod options;
 pub mod process;
 pub mod qemu;

@@ -136,6 +136,12 @@ pub struct VmOptions {
     pub image: PathBuf,
     /// Discard guest writes (QEMU `snapshot=on`), leaving the image untouched.
     pub snapshot: bool,
+    /// The disk the guest sees, in GiB: at least this big, so that the
+    /// first boot's systemd-repart has room for the /var partition (an image
+    /// from `keel build` is exactly as big as its partitions). With
+    /// `snapshot`, a temporary qcow2 overlay of this size sits on the image;
+    /// without, the image file itself is grown when smaller.
+    pub disk_gib: u64,
     /// Guest memory in MiB.
     pub memory_mib: u32,
     /// Guest CPUs.
@@ -161,6 +167,7 @@ impl VmOptions {
         VmOptions {
             image: image.into(),
             snapshot: true,
+            disk_gib: DEFAULT_DISK_GIB,
             memory_mib: DEFAULT_MEMORY_MIB,
             cpus: DEFAULT_CPUS,
             forwards: Vec::new(),
@@ -171,6 +178,9 @@ impl VmOptions {
         }
     }
 }
+
+/// Default size of the guest's disk (see [`VmOptions::disk_gib`]).
+pub const DEFAULT_DISK_GIB: u64 = 8;
 
 /// Default guest memory: enough for a Debian UKI's initrd to unpack.
 pub const DEFAULT_MEMORY_MIB: u32 = 2048;
