@@ -7,12 +7,20 @@ use std::collections::BTreeMap;
 /// The prefix of a check line.
 pub const PREFIX: &str = "KEEL-CHECK";
 
-/// A regex matching a whole check line, for `Vm::wait_for_console`.
-pub const LINE_REGEX: &str = r"^KEEL-CHECK( [a-z0-9-]+=\S*)+ end=1$";
+/// A regex matching a whole check line, for `Vm::wait_for_console`. The unit
+/// prints through the journal to the console, which may put the kernel-log
+/// prefix (`[  140.449257] keel-check[379]: `) in front.
+pub const LINE_REGEX: &str = r"^(?:\[[^\]]*\] \S+: )?KEEL-CHECK( [a-z0-9-]+=\S*)+ end=1$";
 
 /// Parses a check line into its key/value pairs; `None` if it is not one.
 pub fn parse(line: &str) -> Option<BTreeMap<String, String>> {
-    let rest = line.trim().strip_prefix(PREFIX)?.strip_prefix(' ')?;
+    let line = line.trim();
+    let line = match line.strip_prefix('[') {
+        // "[  140.449257] keel-check[379]: KEEL-CHECK ..."
+        Some(rest) => rest.split_once("]: ")?.1,
+        None => line,
+    };
+    let rest = line.strip_prefix(PREFIX)?.strip_prefix(' ')?;
     let mut map = BTreeMap::new();
     for word in rest.split_whitespace() {
         let (k, v) = word.split_once('=')?;
@@ -36,6 +44,9 @@ mod tests {
         assert_eq!(m["usr-writable"], "no");
         assert_eq!(m["usr-source"], "/dev/mapper/usr");
         assert_eq!(m["end"], "1");
+        let m = parse("[  140.449257] keel-check[379]: KEEL-CHECK multi-user=active end=1")
+            .expect("parses with the kernel-log prefix");
+        assert_eq!(m["multi-user"], "active");
     }
 
     #[test]
@@ -55,6 +66,8 @@ mod tests {
     fn line_regex_needs_the_end_marker() {
         let re = regex_lite(LINE_REGEX);
         assert!(re("KEEL-CHECK a=1 b=2 end=1"));
+        assert!(re("[  140.449257] keel-check[379]: KEEL-CHECK a=1 end=1"));
+        assert!(!re("echo KEEL-CHECK a=1 end=1"));
         assert!(
             !re("KEEL-CHECK a=1 b=2 en"),
             "a line still being printed must not match"
