@@ -153,6 +153,9 @@ fn mkosi_conf(spec: &ImageSpec, inp: &RenderInputs<'_>) -> String {
         "/var/cache/ldconfig/aux-cache".to_string(),
         "/var/log/*.log".to_string(),
         "/var/log/apt/*".to_string(),
+        // apt's binary caches differ between two builds of the same lock;
+        // apt rebuilds them when needed.
+        "/var/cache/apt/*.bin".to_string(),
     ];
     remove.extend(spec.files.remove.iter().cloned());
     push_list(&mut s, "RemoveFiles", &remove);
