@@ -167,8 +167,14 @@ impl CommandRunExt for Command {
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         let mut readers = Vec::new();
         let pipes: [Option<Box<dyn Read + Send>>; 2] = [
-            child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
-            child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
         ];
         for pipe in pipes.into_iter().flatten() {
             let tx = tx.clone();
@@ -282,7 +288,10 @@ mod tests {
     #[test]
     fn failure_carries_stderr_tail_and_status() {
         let err = Command::new("sh")
-            .args(["-c", "echo out; for i in $(seq 1 100); do echo line$i >&2; done; exit 3"])
+            .args([
+                "-c",
+                "echo out; for i in $(seq 1 100); do echo line$i >&2; done; exit 3",
+            ])
             .run()
             .expect_err("must fail");
         let msg = err.to_string();
