@@ -12,7 +12,7 @@ fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).expect("stat").permissions().mode() & 0o7777
 }
 
-fn fake_root() -> tempfile::TempDir {
+fn scratch_root() -> tempfile::TempDir {
     let d = tempfile::tempdir().expect("tempdir");
     let etc = d.path().join("etc");
     std::fs::create_dir_all(&etc).expect("etc");
@@ -94,7 +94,7 @@ fn full_seed_applies_and_reapplies() {
         eprintln!("SKIP full_seed_applies_and_reapplies: useradd needs root");
         return;
     }
-    let root = fake_root();
+    let root = scratch_root();
     let r = root.path();
     let seed = crate::seed::Seed::parse(
         "instance-id: i1\n",
@@ -168,7 +168,7 @@ ntp: {servers: [ntp1.example], pools: [pool.example]}
 
 #[test]
 fn chrony_when_present_and_bad_timezone_is_warning() {
-    let root = fake_root();
+    let root = scratch_root();
     std::fs::create_dir_all(root.path().join("etc/chrony")).expect("chrony dir");
     let n = Ntp {
         servers: vec!["a".into()],
