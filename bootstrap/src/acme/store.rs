@@ -12,35 +12,13 @@
 //! moves to it; the previous generation is kept, older ones are removed.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::AcmeError;
 
-/// Writes `data` to `path` atomically: temp file in the same directory,
-/// `sync_all`, rename, then sync the directory.
-pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)?;
-    // The mode given to open() is masked by the umask; set it explicitly.
-    f.set_permissions(fs::Permissions::from_mode(mode))?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, path)?;
-    sync_dir(dir)
-}
+/// Atomic, power-cut-safe writes: the crate's one implementation.
+pub use crate::fsutil::atomic_write;
 
 /// Points the symlink `link` at `target` atomically (new link, rename over).
 pub fn swap_symlink(link: &Path, target: &Path) -> std::io::Result<()> {

@@ -4,7 +4,6 @@
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// How far an OSD got. Each phase is recorded after it finished.
@@ -93,21 +92,8 @@ impl CephState {
     }
 }
 
-/// Writes `bytes` to `path` atomically with `mode`: temp file in the same
-/// directory, fsync, rename, fsync of the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(())
-}
+/// Atomic, power-cut-safe writes: the crate's one implementation.
+pub use crate::fsutil::atomic_write as write_atomic;
 
 #[cfg(test)]
 mod tests {
