@@ -15,6 +15,7 @@
 
 #[cfg(feature = "client")]
 pub mod client;
+pub mod crypto;
 #[cfg(feature = "tpm")]
 pub mod node;
 pub mod protocol;

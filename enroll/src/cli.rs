@@ -154,6 +154,20 @@ pub struct BenchArgs {
     /// PostgreSQL URL (default: start a throw-away server with keel-testbed).
     #[arg(long, env = "KEEL_BENCH_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Open loop: nodes arriving per second (default: closed loop, `--concurrency`
+    /// nodes always in flight).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Share a pool of kept-alive connections between nodes instead of one new
+    /// TLS connection per node (real nodes each connect afresh).
+    #[arg(long)]
+    pub reuse_connections: bool,
+    /// The keel-enroll binary to run as the service (default: this one).
+    #[arg(long)]
+    pub server_bin: Option<PathBuf>,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Storage backend.

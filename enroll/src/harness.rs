@@ -26,6 +26,20 @@ pub struct Options {
     pub max_body: Option<usize>,
     /// Session lifetime in seconds (default 60).
     pub session_ttl: Option<i64>,
+    /// Listen address (default: a free port on 127.0.0.1).
+    pub listen: Option<String>,
+}
+
+/// The service's files, written and loaded but not yet serving.
+pub struct Prepared {
+    /// Temp dir holding every file (removed on drop).
+    pub dir: tempfile::TempDir,
+    /// The configuration file.
+    pub config_path: PathBuf,
+    /// The loaded configuration.
+    pub loaded: Loaded,
+    /// CA bundle that verifies the server certificate.
+    pub ca_pem: String,
 }
 
 /// A running service.
@@ -57,50 +71,26 @@ impl std::fmt::Debug for Harness {
 impl Harness {
     /// Sets up and starts the service.
     pub async fn start(o: Options) -> anyhow::Result<Harness> {
-        let dir = tempfile::Builder::new().prefix("keel-enroll-").tempdir()?;
-        let d = dir.path();
-        crate::devcerts::write(d, &[]).context("dev certs")?;
-        let roots = d.join("ek-roots");
-        std::fs::create_dir_all(&roots)?;
-        for (i, pem) in o.ek_roots.iter().enumerate() {
-            std::fs::write(roots.join(format!("root-{i}.pem")), pem)?;
-        }
-        std::fs::write(d.join("policy.toml"), &o.policy)?;
-        let database = o
-            .database
-            .clone()
-            .unwrap_or_else(|| format!("sqlite:{}", d.join("enroll.db").display()));
-        let text = format!(
-            "listen = \"127.0.0.1:0\"\npublic-url = \"https://127.0.0.1\"\ntls-cert = \"server.pem\"\ntls-key = \"server.key\"\n\
-             node-ca-cert = \"node-ca.pem\"\nnode-ca-key = \"node-ca.key\"\ndatabase = \"{database}\"\n\
-             ek-roots = \"ek-roots\"\npcr-policy = \"policy.toml\"\nsession-ttl-secs = {}\nmax-body-bytes = {}\n{}\n",
-            o.session_ttl.unwrap_or(60),
-            o.max_body.unwrap_or(keel_attest::protocol::MAX_REQUEST_BYTES),
-            o.extra_config
-        );
-        let config_path = d.join("keel-enroll.toml");
-        std::fs::write(&config_path, text)?;
-        let loaded = Config::load(&config_path)?;
-        let store = store::open(&loaded.config.database).await?;
-        let app = Arc::new(App::new(&loaded, store)?);
-        let tls = server::tls_config(&loaded.config.tls_cert, &loaded.config.tls_key)?;
+        let p = prepare(&o)?;
+        let store = store::open(&p.loaded.config.database).await?;
+        let app = Arc::new(App::new(&p.loaded, store)?);
+        let tls = server::tls_config(&p.loaded.config.tls_cert, &p.loaded.config.tls_key)?;
         let running = server::spawn(
             app.clone(),
-            &loaded.config.listen,
+            &p.loaded.config.listen,
             tls,
-            loaded.config.max_body_bytes,
+            p.loaded.config.max_body_bytes,
         )
         .await?;
         let base_url = format!("https://127.0.0.1:{}", running.addr.port());
-        let ca_pem = std::fs::read_to_string(d.join("ca.pem"))?;
         Ok(Harness {
-            dir,
-            config_path,
-            loaded,
+            dir: p.dir,
+            config_path: p.config_path,
+            loaded: p.loaded,
             app,
             running: Some(running),
             base_url,
-            ca_pem,
+            ca_pem: p.ca_pem,
         })
     }
 
@@ -124,4 +114,45 @@ impl Harness {
             r.shutdown().await;
         }
     }
+}
+
+/// Writes dev certificates, EK roots, the policy and a configuration file into
+/// a fresh temp dir and loads them (what `keel-enroll serve --config` reads).
+pub fn prepare(o: &Options) -> anyhow::Result<Prepared> {
+    let dir = tempfile::Builder::new().prefix("keel-enroll-").tempdir()?;
+    let d = dir.path();
+    crate::devcerts::write(d, &[]).context("dev certs")?;
+    let roots = d.join("ek-roots");
+    std::fs::create_dir_all(&roots)?;
+    for (i, pem) in o.ek_roots.iter().enumerate() {
+        std::fs::write(roots.join(format!("root-{i}.pem")), pem)?;
+    }
+    std::fs::write(d.join("policy.toml"), &o.policy)?;
+    let database = o
+        .database
+        .clone()
+        .unwrap_or_else(|| format!("sqlite:{}", d.join("enroll.db").display()));
+    // A concrete port, so that public-url (handed to nodes) names it.
+    let listen = match &o.listen {
+        Some(l) => l.clone(),
+        None => format!("127.0.0.1:{}", keel_testbed::free_port()?),
+    };
+    let text = format!(
+        "listen = \"{listen}\"\npublic-url = \"https://{listen}\"\ntls-cert = \"server.pem\"\ntls-key = \"server.key\"\n\
+         node-ca-cert = \"node-ca.pem\"\nnode-ca-key = \"node-ca.key\"\ndatabase = \"{database}\"\n\
+         ek-roots = \"ek-roots\"\npcr-policy = \"policy.toml\"\nsession-ttl-secs = {}\nmax-body-bytes = {}\n{}\n",
+        o.session_ttl.unwrap_or(60),
+        o.max_body.unwrap_or(keel_attest::protocol::MAX_REQUEST_BYTES),
+        o.extra_config
+    );
+    let config_path = d.join("keel-enroll.toml");
+    std::fs::write(&config_path, text)?;
+    let loaded = Config::load(&config_path)?;
+    let ca_pem = std::fs::read_to_string(d.join("ca.pem"))?;
+    Ok(Prepared {
+        dir,
+        config_path,
+        loaded,
+        ca_pem,
+    })
 }

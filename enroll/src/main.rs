@@ -121,7 +121,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(args) => {
             let report = keel_enroll::bench::run(args.clone()).await?;
-            println!("{report}");
+            if args.json {
+                println!("{}", report.to_json());
+            } else {
+                println!("{report}");
+            }
+            anyhow::ensure!(
+                report.failed == 0,
+                "{} of {} enrollments failed",
+                report.failed,
+                args.nodes
+            );
         }
     }
     Ok(())

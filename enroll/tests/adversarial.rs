@@ -8,6 +8,7 @@ mod common;
 use common::*;
 use keel_attest::protocol::{Decision, RejectCode, B64};
 use keel_attest::tpm2::public::attr;
+use keel_enroll::bench::EkCa;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adversarial_cases_are_rejected_with_their_reason() {
@@ -181,8 +182,9 @@ async fn expired_nonce_is_rejected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ek_certificates_untrusted_and_mismatched() {
     // A vendor CA the service trusts, and one it does not.
-    let (trusted_pem, trusted) = ek_ca("Trusted TPM Vendor CA");
-    let (_, untrusted) = ek_ca("Rogue CA");
+    let trusted = EkCa::new("Trusted TPM Vendor CA").unwrap();
+    let trusted_pem = trusted.pem.clone();
+    let untrusted = EkCa::new("Rogue CA").unwrap();
     let h = keel_enroll::harness::Harness::start(keel_enroll::harness::Options {
         policy: keel_enroll::bench::bench_policy(),
         ek_roots: vec![trusted_pem],
@@ -193,17 +195,17 @@ async fn ek_certificates_untrusted_and_mismatched() {
     let c = client(&h);
 
     let mut n = Node::new("rogue-cert");
-    n.ek_cert = Some(ek_cert(&n, &untrusted));
+    n.ek_cert = Some(untrusted.certify(&n.tpm.ek.public_tpm2b()).unwrap());
     assert_eq!(code(n.start(&c).await), RejectCode::EkCertUntrusted);
 
     let mut n = Node::new("swapped-cert");
     let other = Node::new("other");
-    n.ek_cert = Some(ek_cert(&other, &trusted));
+    n.ek_cert = Some(trusted.certify(&other.tpm.ek.public_tpm2b()).unwrap());
     assert_eq!(code(n.start(&c).await), RejectCode::EkCertMismatch);
 
     // A certified but unknown EK is queued; approval admits it.
     let mut n = Node::new("certified");
-    n.ek_cert = Some(ek_cert(&n, &trusted));
+    n.ek_cert = Some(trusted.certify(&n.tpm.ek.public_tpm2b()).unwrap());
     match n.enroll(&c).await.unwrap() {
         Decision::Pending { reason, .. } => eprintln!("pending as expected: {reason}"),
         d => panic!("{d:?}"),
@@ -219,36 +221,4 @@ async fn ek_certificates_untrusted_and_mismatched() {
     );
     admin.approve("certified").await.unwrap();
     admitted(n.enroll(&c).await.unwrap());
-}
-
-type Ca = (rcgen::Issuer<'static, rcgen::KeyPair>,);
-
-fn ek_ca(cn: &str) -> (String, Ca) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut p = rcgen::CertificateParams::default();
-    p.distinguished_name.push(rcgen::DnType::CommonName, cn);
-    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let cert = p.self_signed(&key).unwrap();
-    (cert.pem(), (rcgen::Issuer::new(p, key),))
-}
-
-struct Spki(Vec<u8>);
-impl rcgen::PublicKeyData for Spki {
-    fn der_bytes(&self) -> &[u8] {
-        &self.0
-    }
-    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
-        &rcgen::PKCS_ECDSA_P256_SHA256
-    }
-}
-
-fn ek_cert(n: &Node, ca: &Ca) -> Vec<u8> {
-    use x509_parser::prelude::FromDer;
-    let ek = keel_attest::tpm2::public::TpmPublic::from_tpm2b(&n.tpm.ek.public_tpm2b()).unwrap();
-    let spki_der = ek.spki_der().unwrap();
-    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&spki_der).unwrap();
-    let key = Spki(spki.subject_public_key.data.to_vec());
-    let mut p = rcgen::CertificateParams::default();
-    p.distinguished_name.push(rcgen::DnType::CommonName, "EK");
-    p.signed_by(&key, &ca.0).unwrap().der().to_vec()
 }

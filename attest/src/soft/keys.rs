@@ -41,7 +41,49 @@ pub const AK_ATTRIBUTES: u32 = attr::FIXED_TPM
 #[derive(Clone)]
 enum Key {
     Rsa(Box<rsa::RsaPrivateKey>),
-    P256(p256::SecretKey),
+    P256(P256Key),
+}
+
+/// A P-256 key with its public point computed once (deriving it is a scalar
+/// multiplication) and a ring signer for fast quotes.
+#[derive(Clone)]
+struct P256Key {
+    secret: p256::SecretKey,
+    /// Uncompressed SEC1 point.
+    point: Vec<u8>,
+    signer: std::sync::Arc<ring::signature::EcdsaKeyPair>,
+}
+
+impl P256Key {
+    fn random<R: RngCore + CryptoRng>(rng: &mut R) -> P256Key {
+        use p256::elliptic_curve::sec1::ToEncodedPoint;
+        let secret = p256::SecretKey::random(rng);
+        let point = secret
+            .public_key()
+            .to_encoded_point(false)
+            .as_bytes()
+            .to_vec();
+        let signer = ring::signature::EcdsaKeyPair::from_private_key_and_public_key(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &secret.to_bytes(),
+            &point,
+            &ring::rand::SystemRandom::new(),
+        )
+        .unwrap_or_else(|_| unreachable!("a fresh P-256 key pair is consistent"));
+        P256Key {
+            secret,
+            point,
+            signer: std::sync::Arc::new(signer),
+        }
+    }
+
+    fn x(&self) -> &[u8] {
+        &self.point[1..33]
+    }
+
+    fn y(&self) -> &[u8] {
+        &self.point[33..]
+    }
 }
 
 impl std::fmt::Debug for Key {
@@ -67,7 +109,6 @@ fn tpmt_public(
     storage: bool,
     sign_scheme: u16,
 ) -> Vec<u8> {
-    use p256::elliptic_curve::sec1::ToEncodedPoint;
     use rsa::traits::PublicKeyParts;
     let mut v = Vec::new();
     v.put_u16(match key {
@@ -99,9 +140,8 @@ fn tpmt_public(
         Key::P256(k) => {
             v.put_u16(curve::NIST_P256);
             v.put_u16(alg::NULL);
-            let p = k.public_key().to_encoded_point(false);
-            v.put_tpm2b(p.x().map(|x| x.as_slice()).unwrap_or(&[]));
-            v.put_tpm2b(p.y().map(|y| y.as_slice()).unwrap_or(&[]));
+            v.put_tpm2b(k.x());
+            v.put_tpm2b(k.y());
         }
     }
     v
@@ -130,7 +170,7 @@ impl SoftEk {
     /// ECC P-256 (template L-2).
     pub fn new_p256<R: RngCore + CryptoRng>(rng: &mut R) -> SoftEk {
         SoftEk {
-            key: Key::P256(p256::SecretKey::random(rng)),
+            key: Key::P256(P256Key::random(rng)),
         }
     }
 
@@ -157,7 +197,7 @@ impl SoftEk {
         id_object: &[u8],
         encrypted_secret: &[u8],
     ) -> Result<Vec<u8>, SoftError> {
-        use p256::elliptic_curve::sec1::{FromEncodedPoint, ToEncodedPoint};
+        use p256::elliptic_curve::sec1::FromEncodedPoint;
         let fail = |m: &str| SoftError::Activation(m.to_string());
         let seed = match &self.key {
             Key::Rsa(k) => k
@@ -180,15 +220,13 @@ impl SoftEk {
                 );
                 let pk: p256::PublicKey = Option::from(p256::PublicKey::from_encoded_point(&pt))
                     .ok_or_else(|| fail("point not on curve"))?;
-                let z = p256::ecdh::diffie_hellman(k.to_nonzero_scalar(), pk.as_affine());
-                let own = k.public_key().to_encoded_point(false);
-                let own_x = own.x().map(|v| v.to_vec()).unwrap_or_default();
+                let z = p256::ecdh::diffie_hellman(k.secret.to_nonzero_scalar(), pk.as_affine());
                 kdfe(
                     HashAlg::Sha256,
                     z.raw_secret_bytes(),
                     b"IDENTITY",
                     x,
-                    &own_x,
+                    k.x(),
                     256,
                 )
             }
@@ -230,7 +268,7 @@ impl SoftAk {
     /// ECDSA P-256.
     pub fn new_p256<R: RngCore + CryptoRng>(rng: &mut R) -> SoftAk {
         SoftAk {
-            key: Key::P256(p256::SecretKey::random(rng)),
+            key: Key::P256(P256Key::random(rng)),
             attributes: AK_ATTRIBUTES,
         }
     }
@@ -274,16 +312,16 @@ impl SoftAk {
             Key::Rsa(k) => TpmSignature::RsaSsa {
                 hash: HashAlg::Sha256,
                 sig: k
-                    .sign(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &digest)
+                    .sign_with_rng(rng, rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &digest)
                     .map_err(|e| SoftError::Key(e.to_string()))?,
             },
             Key::P256(k) => {
-                use ecdsa::signature::hazmat::RandomizedPrehashSigner;
-                let sk = p256::ecdsa::SigningKey::from(k);
-                let s: p256::ecdsa::Signature = sk
-                    .sign_prehash_with_rng(rng, &digest)
-                    .map_err(|e| SoftError::Key(e.to_string()))?;
-                let (r, s) = s.split_bytes();
+                // ring signs SHA-256(msg), the digest a TPM signs for a quote.
+                let sig = k
+                    .signer
+                    .sign(&ring::rand::SystemRandom::new(), msg)
+                    .map_err(|_| SoftError::Key("ECDSA signing failed".into()))?;
+                let (r, s) = sig.as_ref().split_at(32);
                 TpmSignature::Ecdsa {
                     hash: HashAlg::Sha256,
                     r: r.to_vec(),

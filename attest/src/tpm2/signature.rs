@@ -4,6 +4,7 @@
 use super::public::{Curve, PublicKey, TpmPublic};
 use super::wire::{Reader, Writer};
 use super::{alg, HashAlg, StructError};
+use crate::crypto;
 
 /// A parsed signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,7 +108,10 @@ impl TpmSignature {
     /// Verifies this signature over `msg` with `key`.
     pub fn verify(&self, key: &TpmPublic, msg: &[u8]) -> Result<(), SignatureError> {
         match (self, &key.key) {
-            (TpmSignature::RsaSsa { hash, sig }, PublicKey::Rsa { .. }) => {
+            (TpmSignature::RsaSsa { hash, sig }, PublicKey::Rsa { n, e }) => {
+                if let Some(r) = crypto::rsa_pkcs1_verify(*hash, n, &e.to_be_bytes(), sig, msg) {
+                    return r.map_err(|()| SignatureError::Invalid);
+                }
                 let k = key.rsa_key()?;
                 let digest = hash.digest(&[msg]);
                 let scheme = match hash {
@@ -127,11 +131,15 @@ impl TpmSignature {
                 k.verify(scheme, &digest, sig)
                     .map_err(|_| SignatureError::Invalid)
             }
-            (TpmSignature::Ecdsa { hash, r, s }, PublicKey::Ecc { curve, .. }) => {
+            (TpmSignature::Ecdsa { hash, r, s }, PublicKey::Ecc { curve, x, y }) => {
                 use ecdsa::signature::hazmat::PrehashVerifier;
-                let digest = hash.digest(&[msg]);
                 let n = curve.coord_size();
                 let (r, s) = (left_pad(r, n)?, left_pad(s, n)?);
+                let point = crypto::sec1_uncompressed(&left_pad(x, n)?, &left_pad(y, n)?);
+                if let Some(res) = crypto::ecdsa_verify_fixed(*curve, *hash, &point, &r, &s, msg) {
+                    return res.map_err(|()| SignatureError::Invalid);
+                }
+                let digest = hash.digest(&[msg]);
                 match curve {
                     Curve::P256 => {
                         let vk = p256::ecdsa::VerifyingKey::from(key.p256_key()?);

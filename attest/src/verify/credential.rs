@@ -7,7 +7,7 @@ use aes::cipher::{AsyncStreamCipher as _, KeyIvInit as _};
 use hmac::{Hmac, Mac};
 use rand::{CryptoRng, RngCore};
 
-use crate::tpm2::public::{Curve, PublicKey, TpmPublic};
+use crate::tpm2::public::{PublicKey, TpmPublic};
 use crate::tpm2::wire::Writer;
 use crate::tpm2::{alg, HashAlg, StructError};
 
@@ -136,11 +136,8 @@ pub fn make_credential<R: RngCore + CryptoRng>(
                 .map_err(|e| CredentialError::Ek(format!("RSA-OAEP: {e}")))?;
             (seed, enc)
         }
-        PublicKey::Ecc { curve, x, .. } => {
-            let (z, ex, ey) = match curve {
-                Curve::P256 => ecdh_p256(ek, rng)?,
-                Curve::P384 => ecdh_p384(ek, rng)?,
-            };
+        PublicKey::Ecc { x, .. } => {
+            let (z, ex, ey) = ecdh(ek, rng)?;
             let seed = kdfe(h, &z, b"IDENTITY", &ex, x, seed_bits);
             let mut point = Vec::new();
             point.put_tpm2b(&ex);
@@ -175,26 +172,21 @@ pub fn make_credential<R: RngCore + CryptoRng>(
 /// Shared secret Z, ephemeral x, ephemeral y.
 type Ecdh = (Vec<u8>, Vec<u8>, Vec<u8>);
 
-fn ecdh_p256<R: RngCore + CryptoRng>(ek: &TpmPublic, rng: &mut R) -> Result<Ecdh, CredentialError> {
-    use p256::elliptic_curve::sec1::ToEncodedPoint;
-    let pk = ek.p256_key()?;
-    let eph = p256::ecdh::EphemeralSecret::random(rng);
-    let shared = eph.diffie_hellman(&pk);
-    let ep = eph.public_key().to_encoded_point(false);
-    let (Some(x), Some(y)) = (ep.x(), ep.y()) else {
-        return Err(CredentialError::Ek("ephemeral point at infinity".into()));
+fn ecdh<R: RngCore + CryptoRng>(ek: &TpmPublic, _rng: &mut R) -> Result<Ecdh, CredentialError> {
+    let PublicKey::Ecc { curve, x, y } = &ek.key else {
+        return Err(CredentialError::Ek("EK is not an ECC key".into()));
     };
-    Ok((shared.raw_secret_bytes().to_vec(), x.to_vec(), y.to_vec()))
-}
-
-fn ecdh_p384<R: RngCore + CryptoRng>(ek: &TpmPublic, rng: &mut R) -> Result<Ecdh, CredentialError> {
-    use p384::elliptic_curve::sec1::ToEncodedPoint;
-    let pk = ek.p384_key()?;
-    let eph = p384::ecdh::EphemeralSecret::random(rng);
-    let shared = eph.diffie_hellman(&pk);
-    let ep = eph.public_key().to_encoded_point(false);
-    let (Some(x), Some(y)) = (ep.x(), ep.y()) else {
-        return Err(CredentialError::Ek("ephemeral point at infinity".into()));
+    let n = curve.coord_size();
+    if x.len() > n || y.len() > n {
+        return Err(CredentialError::Ek(
+            "EK point coordinates are too long".into(),
+        ));
+    }
+    let pad = |v: &[u8]| {
+        let mut out = vec![0u8; n - v.len()];
+        out.extend_from_slice(v);
+        out
     };
-    Ok((shared.raw_secret_bytes().to_vec(), x.to_vec(), y.to_vec()))
+    let point = crate::crypto::sec1_uncompressed(&pad(x), &pad(y));
+    crate::crypto::ecdh_ephemeral(*curve, &point).map_err(CredentialError::Ek)
 }

@@ -15,6 +15,7 @@ use x509_cert::der::{Decode, Encode};
 use x509_cert::Certificate;
 
 use crate::tpm2::public::{Curve, PublicKey, TpmPublic};
+use crate::tpm2::HashAlg;
 
 /// EK certificate problems.
 #[derive(Debug, thiserror::Error)]
@@ -189,7 +190,17 @@ fn verify_signature(cert: &Certificate, issuer: &Certificate) -> Result<(), ()> 
     use sha2::Digest;
     if oid == oids::SHA_256_WITH_RSA_ENCRYPTION || oid == oids::SHA_384_WITH_RSA_ENCRYPTION {
         use rsa::pkcs8::DecodePublicKey;
+        use rsa::traits::PublicKeyParts;
         let k = rsa::RsaPublicKey::from_public_key_der(&key_der).map_err(|_| ())?;
+        let hash = if oid == oids::SHA_256_WITH_RSA_ENCRYPTION {
+            HashAlg::Sha256
+        } else {
+            HashAlg::Sha384
+        };
+        let (n, e) = (k.n().to_bytes_be(), k.e().to_bytes_be());
+        if let Some(r) = crate::crypto::rsa_pkcs1_verify(hash, &n, &e, sig, &tbs) {
+            return r;
+        }
         if oid == oids::SHA_256_WITH_RSA_ENCRYPTION {
             k.verify(
                 rsa::Pkcs1v15Sign::new::<sha2::Sha256>(),
@@ -207,6 +218,24 @@ fn verify_signature(cert: &Certificate, issuer: &Certificate) -> Result<(), ()> 
     } else if oid == oids::ECDSA_WITH_SHA_256 || oid == oids::ECDSA_WITH_SHA_384 {
         use ecdsa::signature::hazmat::PrehashVerifier;
         use p256::pkcs8::DecodePublicKey;
+        let hash = if oid == oids::ECDSA_WITH_SHA_256 {
+            HashAlg::Sha256
+        } else {
+            HashAlg::Sha384
+        };
+        let point = spki.subject_public_key.as_bytes().ok_or(())?;
+        // An uncompressed point's length names its curve; ring refuses a
+        // point that is not on that curve.
+        let curve = match point.len() {
+            65 => Some(Curve::P256),
+            97 => Some(Curve::P384),
+            _ => None,
+        };
+        if let Some(curve) = curve {
+            if let Some(r) = crate::crypto::ecdsa_verify_der(curve, hash, point, sig, &tbs) {
+                return r;
+            }
+        }
         let digest = if oid == oids::ECDSA_WITH_SHA_256 {
             sha2::Sha256::digest(&tbs).to_vec()
         } else {

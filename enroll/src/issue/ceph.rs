@@ -157,6 +157,10 @@ impl Issuer for CephIssuer {
         "ceph"
     }
 
+    fn blocks(&self) -> bool {
+        true
+    }
+
     fn issue(&self, req: &IssueRequest<'_>) -> Result<Option<Material>, IssueError> {
         let Some(cfg) = self.stores.get(req.store) else {
             return Ok(None);

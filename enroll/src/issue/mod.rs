@@ -7,7 +7,8 @@
 //! `Ok(None)`; an error aborts the enrollment (the node sees the reason and retries).
 //!
 //! Issuers are synchronous on purpose: some talk to blocking interfaces (librados,
-//! files). The server calls them from `tokio::task::spawn_blocking`.
+//! files). The server calls them inline, or from `tokio::task::spawn_blocking`
+//! when one of them blocks on I/O ([`Issuer::blocks`]).
 //!
 //! Contract for `ceph.rs` (owned by the testbed helper): it exports
 //! `CephConfig` (serde, `deny_unknown_fields`, kebab-case; the `[stores.<id>.ceph]`
@@ -74,8 +75,14 @@ pub trait Issuer: Send + Sync {
     fn kind(&self) -> &'static str;
 
     /// Issue this kind of material for an admitted node; `Ok(None)` when nothing is
-    /// configured for the node's store. May block (called in `spawn_blocking`).
+    /// configured for the node's store. May block if [`Issuer::blocks`] says so.
     fn issue(&self, req: &IssueRequest<'_>) -> Result<Option<Material>, IssueError>;
+
+    /// True when `issue` waits on I/O (a cluster, a remote service): the server
+    /// then calls the issuers from `spawn_blocking` instead of inline.
+    fn blocks(&self) -> bool {
+        false
+    }
 
     /// Withdraw what was issued to a node (on revoke / before re-enrolling).
     /// Default: nothing to withdraw (short-lived or shared material).
