@@ -57,7 +57,7 @@ fn swtpm(test: &str) -> Option<Swtpm> {
     match Swtpm::start() {
         Ok(t) => Some(t),
         Err(e) => {
-            eprintln!("SKIP {test}: swtpm: {e:#}");
+            keel_testbed::report_skip(format_args!("{test}: swtpm: {e:#}"));
             None
         }
     }
@@ -244,7 +244,9 @@ fn rejection_shows_reason_and_stops() {
 #[test]
 fn kill_around_enrollment_converges() {
     if !cfg!(feature = "failpoints") {
-        eprintln!("SKIP kill_around_enrollment_converges: build with --features failpoints");
+        keel_testbed::report_skip(format_args!(
+            "kill_around_enrollment_converges: build with --features failpoints"
+        ));
         return;
     }
     for point in ["step-enrolled", "transition-enrolled"] {
@@ -304,7 +306,9 @@ fn kill_around_enrollment_converges() {
 #[test]
 fn measure_agent_cpu_and_rss() {
     if !Path::new("/usr/bin/time").exists() {
-        eprintln!("SKIP measure_agent_cpu_and_rss: /usr/bin/time missing (package `time`)");
+        keel_testbed::report_skip(format_args!(
+            "measure_agent_cpu_and_rss: /usr/bin/time missing (package `time`)"
+        ));
         return;
     }
     let Some(tpm) = swtpm("measure_agent_cpu_and_rss") else {

@@ -46,7 +46,7 @@ fn cloud_localds_iso_and_vfat_are_accepted() {
         "mkfs.vfat",
     ] {
         if !have(tool) {
-            eprintln!("SKIP cloud_localds_iso_and_vfat_are_accepted: {tool} not installed (setup.sh installs it)");
+            keel_testbed::report_skip(format_args!("cloud_localds_iso_and_vfat_are_accepted: {tool} not installed (setup.sh installs it)"));
             return;
         }
     }
@@ -74,7 +74,9 @@ fn nocloud_dir_under_root_and_errors() {
     if Path::new("/dev/disk/by-label/CIDATA").exists()
         || Path::new("/dev/disk/by-label/cidata").exists()
     {
-        eprintln!("SKIP nocloud_dir_under_root_and_errors: this host has a CIDATA volume");
+        keel_testbed::report_skip(format_args!(
+            "nocloud_dir_under_root_and_errors: this host has a CIDATA volume"
+        ));
         return;
     }
     assert!(err

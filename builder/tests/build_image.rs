@@ -160,7 +160,9 @@ fn build_and_check(name: &str) {
 #[test]
 fn test_tiny_builds_with_verity_and_rebuild_is_skipped() {
     if let Some(why) = skip_reason() {
-        eprintln!("SKIP test_tiny_builds_with_verity_and_rebuild_is_skipped: {why}");
+        keel_testbed::report_skip(format_args!(
+            "test_tiny_builds_with_verity_and_rebuild_is_skipped: {why}"
+        ));
         return;
     }
     build_and_check("test-tiny");
@@ -169,11 +171,13 @@ fn test_tiny_builds_with_verity_and_rebuild_is_skipped() {
 #[test]
 fn store_node_builds() {
     if std::env::var_os("KEEL_TEST_STORE_NODE").is_none() {
-        eprintln!("SKIP store_node_builds: set KEEL_TEST_STORE_NODE=1 (long build)");
+        keel_testbed::report_skip(format_args!(
+            "store_node_builds: set KEEL_TEST_STORE_NODE=1 (long build)"
+        ));
         return;
     }
     if let Some(why) = skip_reason() {
-        eprintln!("SKIP store_node_builds: {why}");
+        keel_testbed::report_skip(format_args!("store_node_builds: {why}"));
         return;
     }
     build_and_check("store-node");
@@ -213,7 +217,9 @@ fn lock_resolves_dependencies_and_names_missing_versions() {
         .run()
         .is_err()
     {
-        eprintln!("SKIP lock_resolves_dependencies_and_names_missing_versions: no apt-get");
+        keel_testbed::report_skip(format_args!(
+            "lock_resolves_dependencies_and_names_missing_versions: no apt-get"
+        ));
         return;
     }
     let spec = keel_builder::spec::load(&repo().join("images/test-tiny")).expect("spec");
@@ -221,7 +227,9 @@ fn lock_resolves_dependencies_and_names_missing_versions() {
     let apt = match PrivateApt::new(&spec, Some(state.path())) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("SKIP lock_resolves_dependencies_and_names_missing_versions: archive unreachable: {e:#}");
+            keel_testbed::report_skip(format_args!(
+                "lock_resolves_dependencies_and_names_missing_versions: archive unreachable: {e:#}"
+            ));
             return;
         }
     };

@@ -49,6 +49,7 @@ pub enum Command {
     Audit(AuditCmd),
     /// Load generator: simulated nodes (software TPM keys in TPM formats)
     /// enrolling against a real server on loopback over HTTPS.
+    #[cfg(feature = "bench")]
     Bench(BenchArgs),
 }
 

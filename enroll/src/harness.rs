@@ -135,7 +135,10 @@ pub fn prepare(o: &Options) -> anyhow::Result<Prepared> {
     // A concrete port, so that public-url (handed to nodes) names it.
     let listen = match &o.listen {
         Some(l) => l.clone(),
-        None => format!("127.0.0.1:{}", keel_testbed::free_port()?),
+        None => {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+            l.local_addr()?.to_string()
+        }
     };
     let text = format!(
         "listen = \"{listen}\"\npublic-url = \"https://{listen}\"\ntls-cert = \"server.pem\"\ntls-key = \"server.key\"\n\

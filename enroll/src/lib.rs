@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod admission;
 pub mod audit;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod cli;
 pub mod config;

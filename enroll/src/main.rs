@@ -119,6 +119,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let p = admin(&cli).await?.audit_export(day, out).await?;
             println!("{}", p.display());
         }
+        #[cfg(feature = "bench")]
         Command::Bench(args) => {
             let report = keel_enroll::bench::run(args.clone()).await?;
             if args.json {

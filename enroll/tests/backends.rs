@@ -111,7 +111,7 @@ async fn postgres_backend() {
     {
         Ok(pg) => pg,
         Err(e) => {
-            eprintln!("SKIP postgres_backend: {e}");
+            keel_testbed::report_skip(format_args!("postgres_backend: {e}"));
             return;
         }
     };

@@ -34,7 +34,7 @@ pub fn build_unavailable() -> Option<String> {
 pub fn skip_vm_test(test: &str) -> bool {
     match build_unavailable().or_else(vm_unavailable) {
         Some(reason) => {
-            eprintln!("SKIP {test}: {reason}");
+            keel_testbed::report_skip(format_args!("{test}: {reason}"));
             true
         }
         None => false,
@@ -47,7 +47,7 @@ pub fn skip_unless_env(test: &str, var: &str) -> bool {
     if std::env::var(var).as_deref() == Ok("1") {
         false
     } else {
-        eprintln!("SKIP {test}: slow; set {var}=1 to run it");
+        keel_testbed::report_skip(format_args!("{test}: slow; set {var}=1 to run it"));
         true
     }
 }

@@ -78,7 +78,7 @@ fn failure(dir: &Path, key: &Path) -> String {
 fn test_tiny_release_signs_and_verifies() {
     const TEST: &str = "test_tiny_release_signs_and_verifies";
     if let Some(reason) = prereq::build_unavailable() {
-        eprintln!("SKIP {TEST}: {reason}");
+        keel_testbed::report_skip(format_args!("{TEST}: {reason}"));
         return;
     }
     let image = images::build("test-tiny").expect("keel build images/test-tiny");
@@ -171,7 +171,9 @@ fn test_tiny_release_signs_and_verifies() {
         }
         assert!(cosign_ok(&pubkey, &dir.join("manifest.json")));
     } else {
-        eprintln!("SKIP cosign part of {TEST}: cosign not installed (./setup.sh installs it)");
+        keel_testbed::report_skip(format_args!(
+            "cosign part of {TEST}: cosign not installed (./setup.sh installs it)"
+        ));
     }
 
     // Tampering: each case on a fresh link copy.

@@ -61,7 +61,9 @@ fn write_files_encodings_modes_append() {
         wf("/etc/app", "two\n".into(), None, None, true),
     ];
     if !is_root() {
-        eprintln!("SKIP write_files_encodings_modes_append: chown needs root");
+        keel_testbed::report_skip(format_args!(
+            "write_files_encodings_modes_append: chown needs root"
+        ));
         return;
     }
     write_files(root.path(), &files).expect("writes");
@@ -91,7 +93,9 @@ fn write_files_encodings_modes_append() {
 #[test]
 fn full_seed_applies_and_reapplies() {
     if !is_root() {
-        eprintln!("SKIP full_seed_applies_and_reapplies: useradd needs root");
+        keel_testbed::report_skip(format_args!(
+            "full_seed_applies_and_reapplies: useradd needs root"
+        ));
         return;
     }
     let root = scratch_root();

@@ -24,7 +24,9 @@ fn git(repo: &Path) -> Command {
 #[test]
 fn sign_commits_a_manifest_of_the_committed_tree_that_cosign_verifies() {
     if Command::new("git").arg("--version").run().is_err() {
-        eprintln!("SKIP sign_commits_a_manifest: git is not installed");
+        keel_testbed::report_skip(format_args!(
+            "sign_commits_a_manifest: git is not installed"
+        ));
         return;
     }
     let d = tempfile::tempdir().expect("tempdir");
@@ -73,7 +75,9 @@ fn sign_commits_a_manifest_of_the_committed_tree_that_cosign_verifies() {
     assert!(check.join(manifest::SIGNATURE_PATH).is_file());
 
     if Command::new("cosign").arg("version").run().is_err() {
-        eprintln!("SKIP cosign verify-blob part: cosign is not installed");
+        keel_testbed::report_skip(format_args!(
+            "cosign verify-blob part: cosign is not installed"
+        ));
         return;
     }
     let verify = |file: &Path| {

@@ -268,7 +268,9 @@ mod tests {
     #[test]
     fn probe_firmware_reaches_long_mode_under_tcg() {
         if super::super::find_program(QEMU).is_none() {
-            eprintln!("SKIP probe_firmware_reaches_long_mode_under_tcg: {QEMU} not installed");
+            keel_testbed::report_skip(format_args!(
+                "probe_firmware_reaches_long_mode_under_tcg: {QEMU} not installed"
+            ));
             return;
         }
         assert!(

@@ -129,7 +129,9 @@ mod tests {
     #[test]
     fn no_snapshot_grows_the_image_itself() {
         if !have_qemu_img() {
-            eprintln!("SKIP no_snapshot_grows_the_image_itself: no qemu-img");
+            keel_testbed::report_skip(format_args!(
+                "no_snapshot_grows_the_image_itself: no qemu-img"
+            ));
             return;
         }
         let dir = tempfile::tempdir().expect("tmp");

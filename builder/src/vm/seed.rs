@@ -119,7 +119,9 @@ mod tests {
     #[test]
     fn seed_dir_becomes_a_cidata_iso() {
         if super::super::find_program("cloud-localds").is_none() {
-            eprintln!("SKIP seed_dir_becomes_a_cidata_iso: cloud-localds not installed");
+            keel_testbed::report_skip(format_args!(
+                "seed_dir_becomes_a_cidata_iso: cloud-localds not installed"
+            ));
             return;
         }
         let seed = tempfile::tempdir().expect("tempdir");

@@ -112,7 +112,9 @@ mod tests {
         if super::super::find_program("swtpm").is_none()
             || super::super::find_program("swtpm_setup").is_none()
         {
-            eprintln!("SKIP fresh_tpm_has_an_ek_certificate_and_a_socket: swtpm not installed");
+            keel_testbed::report_skip(format_args!(
+                "fresh_tpm_has_an_ek_certificate_and_a_socket: swtpm not installed"
+            ));
             return;
         }
         let dir = tempfile::tempdir().expect("tempdir");

@@ -79,7 +79,15 @@ pub fn test_name() -> String {
 
 /// Prints `SKIP <test>: <reason>` to stderr.
 pub fn skip(reason: impl std::fmt::Display) {
-    eprintln!("SKIP {}: {reason}", test_name());
+    report_skip(format_args!("{}: {reason}", test_name()));
+}
+
+/// Writes `SKIP <what>` straight to the process's stderr. `eprintln!` would be
+/// captured by the test harness and dropped for a passing test, hiding the
+/// skip from whoever reads the CI log; this line always shows.
+pub fn report_skip(what: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "SKIP {what}");
 }
 
 /// Finds `program` on PATH (or as an absolute path).

@@ -16,7 +16,9 @@ pub fn skip_without(test: &str, tool: &str) -> bool {
         .unwrap_or(false)
         || std::path::Path::new(tool).is_file();
     if !found {
-        eprintln!("SKIP {test}: {tool} is not installed (./setup.sh installs it)");
+        keel_testbed::report_skip(format_args!(
+            "{test}: {tool} is not installed (./setup.sh installs it)"
+        ));
     }
     !found
 }
