@@ -156,6 +156,12 @@ fn mkosi_conf(spec: &ImageSpec, inp: &RenderInputs<'_>) -> String {
         // apt's binary caches differ between two builds of the same lock;
         // apt rebuilds them when needed.
         "/var/cache/apt/*.bin".to_string(),
+        // nvme-cli's postinst writes a random host NQN and host ID: one per
+        // build, shared by every node, while an NVMe-oF target tells hosts
+        // apart by them. Without the files nvme-cli derives both from the
+        // machine's own DMI UUID.
+        "/etc/nvme/hostnqn".to_string(),
+        "/etc/nvme/hostid".to_string(),
     ];
     remove.extend(spec.files.remove.iter().cloned());
     push_list(&mut s, "RemoveFiles", &remove);
