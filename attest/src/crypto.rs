@@ -1,8 +1,9 @@
 //! The public-key operations on the verifier's hot path, done with `ring`
 //! (constant-time, assembly-backed P-256/P-384 and RSA), which is several
-//! times faster than the pure-Rust `p256`/`rsa` crates: an enrollment costs
-//! two ECDSA verifications and one ECDH (see docs/enrollment-protocol.md,
-//! "Throughput"). The combinations ring does not offer (ECDSA with a hash
+//! times faster than the pure-Rust `p256`/`rsa` crates: the service's side of
+//! an enrollment is two ECDSA verifications (EK certificate, quote) and one
+//! ECDH (MakeCredential), see `keel-enroll bench` in docs/enrollment.md. The
+//! combinations ring does not offer (ECDSA with a hash
 //! that does not match the curve, RSA keys under 2048 bits) return `None`
 //! and the caller uses the pure-Rust path; a `Some(Err)` is a final "no".
 
@@ -174,6 +175,35 @@ mod tests {
             ecdsa_verify_fixed(Curve::P256, HashAlg::Sha384, point.as_bytes(), &r, &s, b"x")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn rsa_pkcs1_accepts_good_and_refuses_tampered_or_wrong_key() {
+        use rsa::traits::PublicKeyParts;
+        use sha2::Digest;
+        let rng = &mut rand::rngs::OsRng;
+        let k = rsa::RsaPrivateKey::new(rng, 2048).unwrap();
+        let other = rsa::RsaPrivateKey::new(rng, 2048).unwrap();
+        let sig = k
+            .sign(
+                rsa::Pkcs1v15Sign::new::<sha2::Sha256>(),
+                &sha2::Sha256::digest(b"attest"),
+            )
+            .unwrap();
+        let v = |key: &rsa::RsaPrivateKey, sig: &[u8], m: &[u8]| {
+            let (n, e) = (key.n().to_bytes_be(), key.e().to_bytes_be());
+            // A leading zero byte, as TPMs and DER may carry, is accepted.
+            let mut n0 = vec![0u8];
+            n0.extend_from_slice(&n);
+            rsa_pkcs1_verify(HashAlg::Sha256, &n0, &e, sig, m).unwrap()
+        };
+        assert!(v(&k, &sig, b"attest").is_ok());
+        assert!(v(&k, &sig, b"attesT").is_err());
+        assert!(v(&other, &sig, b"attest").is_err());
+        let mut bad = sig.clone();
+        bad[100] ^= 1;
+        assert!(v(&k, &bad, b"attest").is_err());
+        assert!(v(&k, &sig[..255], b"attest").is_err());
     }
 
     #[test]
