@@ -92,6 +92,10 @@ fn build_and_check(name: &str) {
         .run_get_json()
         .expect("qemu-img info");
     assert_eq!(info["format"], "qcow2");
+    assert_eq!(
+        info["format-specific"]["data"]["compression-type"], "zstd",
+        "qcow2 compressed with zstd: {info}"
+    );
 
     let table: serde_json::Value = Command::new("sfdisk")
         .arg("--json")

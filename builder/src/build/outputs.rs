@@ -76,8 +76,17 @@ pub fn collect(prep: &Prepared, stage: &Path, out: &Path) -> anyhow::Result<Outp
     if prep.spec.output.formats.contains(&Format::Qcow2) {
         let qcow = out.join(format!("{name}.qcow2"));
         let _ = std::fs::remove_file(&qcow);
+        // zstd instead of qcow2's default zlib: 5x faster here (9 s instead of
+        // 45 s for store-node) and 2 % smaller; readable by QEMU 5.1 and newer.
         Task::new(format!("Converting {name} to compressed qcow2"), "qemu-img")
-            .args(["convert", "-c", "-O", "qcow2"])
+            .args([
+                "convert",
+                "-c",
+                "-O",
+                "qcow2",
+                "-o",
+                "compression_type=zstd",
+            ])
             .args([&raw, &qcow])
             .run()
             .context("converting to qcow2")?;
