@@ -464,9 +464,9 @@ fn seed_to_done_on_real_services() {
 #[test]
 fn kill_at_every_step_and_transition_converges() {
     if !cfg!(feature = "failpoints") {
-        eprintln!(
-            "SKIP kill_at_every_step_and_transition_converges: build with --features failpoints"
-        );
+        keel_testbed::report_skip(format_args!(
+            "kill_at_every_step_and_transition_converges: build with --features failpoints"
+        ));
         return;
     }
     let Some(b) = bed("kill_at_every_step_and_transition_converges") else {

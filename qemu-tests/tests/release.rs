@@ -154,10 +154,10 @@ fn test_tiny_release_signs_and_verifies() {
                 );
             }
         }
-        other => eprintln!(
-            "SKIP PCR 11 cross-check in {TEST}: no UKI, PCR 11 or systemd-measure ({:?})",
+        other => keel_testbed::report_skip(format_args!(
+            "PCR 11 cross-check in {TEST}: no UKI, PCR 11 or systemd-measure ({:?})",
             other.0
-        ),
+        )),
     }
 
     let cosign = have("cosign");

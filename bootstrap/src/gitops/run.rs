@@ -56,7 +56,7 @@ pub fn verify_tree(trust: &TrustRoot, dir: &Path, rev: &str) -> Result<(), Gitop
     trust.verify(&signed, &sig_text).map_err(refused)?;
     let signed = String::from_utf8(signed)
         .map_err(|_| refused(GitopsError::BadManifest("not UTF-8".into())))?;
-    manifest::parse(&signed).map_err(refused)?;
+    manifest::parse(&signed).map_err(|e| refused(e.into()))?;
     let actual = manifest::build(dir)?;
     if actual != signed {
         return Err(refused(GitopsError::Tampered(first_difference(

@@ -5,6 +5,11 @@
 //! `keel verify` and keel-enroll read it back with [`parse`]. The format is
 //! versioned ([`FORMAT_VERSION`]); unknown fields are rejected so a reader never
 //! silently ignores something a newer writer meant. See docs/releasing.md.
+//!
+//! [`bundle`]: the canonical GitOps bundle manifest, written by `keel bundle
+//! sign` and checked by keel-bootstrap.
+
+pub mod bundle;
 
 use std::collections::BTreeMap;
 use std::path::Path;

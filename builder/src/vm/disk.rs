@@ -105,9 +105,9 @@ mod tests {
     #[test]
     fn snapshot_gets_a_bigger_overlay_and_leaves_the_image_alone() {
         if !have_qemu_img() {
-            eprintln!(
-                "SKIP snapshot_gets_a_bigger_overlay_and_leaves_the_image_alone: no qemu-img"
-            );
+            keel_testbed::report_skip(format_args!(
+                "snapshot_gets_a_bigger_overlay_and_leaves_the_image_alone: no qemu-img"
+            ));
             return;
         }
         let dir = tempfile::tempdir().expect("tmp");

@@ -80,9 +80,9 @@ fn finds_real_keys_and_ignores_lookalikes() {
         .run()
         .is_err()
     {
-        eprintln!(
-            "SKIP openssh part of finds_real_keys_and_ignores_lookalikes: ssh-keygen missing"
-        );
+        keel_testbed::report_skip(format_args!(
+            "openssh part of finds_real_keys_and_ignores_lookalikes: ssh-keygen missing"
+        ));
     }
     let cosign =
         crate::supply::sign::generate_key_pair(&d.join("cosign"), b"pw").expect("cosign key");

@@ -45,7 +45,7 @@ fn pcr11_matches_systemd_measure() {
             (".osrel", b"ID=debian\nVERSION_ID=12\n"),
             (".cmdline", b"console=ttyS0 rw"),
             (".uname", b"6.1.0-28-amd64\n"),
-            (".splash", b"BM fake splash"),
+            (".splash", b"BM arbitrary splash bytes"),
             (".initrd", b"070701 not really a cpio"),
             (".linux", &linux),
         ],
