@@ -4,28 +4,17 @@
 //! `failpoints` feature a kill around the enrollment transition converges
 //! with exactly one enrollment.
 
+mod common;
+use common::{policy, stage, text, STORE};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use keel_enroll::harness::{Harness, Options};
 use keel_testbed::swtpm::Swtpm;
 
-const STORE: &str = "store-1";
-
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_keel-bootstrap")
-}
-
-/// PCR 0-7 of a fresh swtpm (startup-clear): all zero.
-fn policy() -> String {
-    let zero = "0".repeat(64);
-    let mut s = String::from(
-        "[[release]]\nname = \"store-node\"\nversion = \"2026.11.1\"\n[release.pcrs]\n",
-    );
-    for i in 0..8 {
-        s += &format!("{i} = [\"{zero}\"]\n");
-    }
-    s
 }
 
 struct Env {
@@ -131,21 +120,6 @@ fn run(
         None => c.env_remove("FAILPOINTS"),
     };
     c.spawn().expect("spawn keel-bootstrap")
-}
-
-fn stage(state: &Path) -> String {
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(state.join("state.json")).expect("state.json"))
-            .expect("json");
-    v["state"]["stage"].as_str().unwrap_or_default().to_string()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn enrolled_nodes(env: &Env) -> usize {

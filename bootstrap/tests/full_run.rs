@@ -7,6 +7,9 @@
 //! step and transition and must converge with no duplicate enrollment, OSD or
 //! ACME account. Also prints the agent's own CPU time and peak RSS.
 
+mod common;
+use common::{policy, stage, text, STORE};
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -20,7 +23,6 @@ use p256::ecdsa::signature::Signer;
 use p256::ecdsa::SigningKey;
 use p256::pkcs8::{EncodePublicKey, LineEnding};
 
-const STORE: &str = "store-1";
 const REPO: &str = "bundle";
 const TOOLS: &[&str] = &[
     "ceph",
@@ -39,18 +41,6 @@ fn bin() -> PathBuf {
     std::env::var_os("KEEL_BOOTSTRAP_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_keel-bootstrap")))
-}
-
-/// PCR 0-7 of a fresh swtpm (startup-clear): all zero.
-fn policy() -> String {
-    let zero = "0".repeat(64);
-    let mut s = String::from(
-        "[[release]]\nname = \"store-node\"\nversion = \"2026.11.1\"\n[release.pcrs]\n",
-    );
-    for i in 0..8 {
-        s += &format!("{i} = [\"{zero}\"]\n");
-    }
-    s
 }
 
 /// Every service one node needs.
@@ -275,21 +265,6 @@ impl Bed {
             .filter_map(|x| x.as_u64())
             .collect()
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn stage(state: &Path) -> String {
-    let v: serde_json::Value =
-        serde_json::from_slice(&fs::read(state.join("state.json")).expect("state.json"))
-            .expect("json");
-    v["state"]["stage"].as_str().unwrap_or_default().to_string()
 }
 
 /// Stops the OSDs a node spawned and purges them, so the shared cluster stays healthy.

@@ -76,6 +76,37 @@ impl Drop for Cleanup<'_> {
     }
 }
 
+/// What every OSD-adding test needs. Fields drop in order: the OSDs the test
+/// spawned are stopped and purged, then the cluster lock is released (these
+/// tests compare the cluster's OSD list, so they run one at a time), then the
+/// scratch root goes.
+struct OsdTest {
+    cleanup: Cleanup<'static>,
+    _serial: std::sync::MutexGuard<'static, ()>,
+    root: tempfile::TempDir,
+    m: CephMaterial,
+}
+
+impl OsdTest {
+    /// `None` (with a SKIP line) without root, `programs` or the test cluster.
+    fn start(programs: &[&str], node: &str) -> Option<OsdTest> {
+        if keel_testbed::skip_unless_root_and(programs) {
+            return None;
+        }
+        let c = keel_testbed::or_skip(CephCluster::shared())?;
+        let serial = c.lock();
+        let root = tempfile::tempdir().expect("root");
+        let paths = test_paths(root.path());
+        let m = material(c, node);
+        Some(OsdTest {
+            cleanup: Cleanup { c, paths },
+            _serial: serial,
+            root,
+            m,
+        })
+    }
+}
+
 fn osd_ids(c: &CephCluster) -> Vec<u64> {
     let v = c.ceph_json(&["osd", "ls"]).expect("osd ls");
     v.as_array()
@@ -87,29 +118,18 @@ fn osd_ids(c: &CephCluster) -> Vec<u64> {
 
 #[test]
 fn file_backed_osd_joins_and_reruns_create_no_second_osd() {
-    if keel_testbed::skip_unless_root_and(&["ceph", "ceph-osd", "ceph-authtool"]) {
-        return;
-    }
-    let Some(c) = keel_testbed::or_skip(CephCluster::shared()) else {
+    let Some(fx) = OsdTest::start(&["ceph", "ceph-osd", "ceph-authtool"], "join-file") else {
         return;
     };
-    // Tests that add OSDs compare the cluster's OSD list: one at a time.
-    let _serial = c.lock();
-    let root = tempfile::tempdir().expect("root");
-    let paths = test_paths(root.path());
-    let _cleanup = Cleanup {
-        c,
-        paths: paths.clone(),
-    };
-    let m = material(c, "join-file");
+    let (c, paths, m) = (fx.cleanup.c, &fx.cleanup.paths, &fx.m);
     let policy = DiskPolicy {
         devices: vec![],
         allow_wipe: false,
         file_backed_gib: Some(2),
     };
-    let mut st = load_state(&paths).expect("state");
+    let mut st = load_state(paths).expect("state");
     let t = Instant::now();
-    let osds = join(&m, &policy, &paths, &mut st).expect("join");
+    let osds = join(m, &policy, paths, &mut st).expect("join");
     eprintln!("file-backed OSD joined (up+in) in {:?}", t.elapsed());
     assert_eq!(osds.len(), 1);
     let id = osds[0].id;
@@ -128,28 +148,25 @@ fn file_backed_osd_joins_and_reruns_create_no_second_osd() {
         .contains(c.fsid()));
 
     // Rerun with the saved state: same OSD, nothing new.
-    let mut st2 = load_state(&paths).expect("reload");
+    let mut st2 = load_state(paths).expect("reload");
     assert_eq!(st2.osds[0].phase, OsdPhase::UpIn);
-    let again = join(&m, &policy, &paths, &mut st2).expect("rerun");
+    let again = join(m, &policy, paths, &mut st2).expect("rerun");
     assert_eq!(again, osds);
     assert_eq!(osd_ids(c), ids, "a rerun creates no OSD");
 
     // Rerunning with the mkfs already done (kill after mkfs, before the state
     // write) does not format again.
-    let mut st3 = load_state(&paths).expect("reload");
+    let mut st3 = load_state(paths).expect("reload");
     st3.osds[0].phase = OsdPhase::Registered;
     st3.save().expect("save");
-    let mut st3 = load_state(&paths).expect("reload");
-    assert_eq!(
-        join(&m, &policy, &paths, &mut st3).expect("rerun")[0].id,
-        id
-    );
+    let mut st3 = load_state(paths).expect("reload");
+    assert_eq!(join(m, &policy, paths, &mut st3).expect("rerun")[0].id, id);
     assert_eq!(osd_ids(c), ids);
 
     // Joining another cluster with this state is refused.
     let mut other = m.clone();
     other.fsid = "00000000-0000-4000-8000-000000000000".into();
-    let e = join(&other, &policy, &paths, &mut st3).expect_err("other cluster");
+    let e = join(&other, &policy, paths, &mut st3).expect_err("other cluster");
     assert!(
         format!("{e:#}").contains("refusing to mix clusters"),
         "{e:#}"
@@ -199,21 +216,10 @@ impl Drop for Loop {
 
 #[test]
 fn kill_between_osd_new_and_state_write_reuses_the_osd() {
-    if keel_testbed::skip_unless_root_and(&["ceph", "ceph-osd", "ceph-authtool"]) {
-        return;
-    }
-    let Some(c) = keel_testbed::or_skip(CephCluster::shared()) else {
+    let Some(fx) = OsdTest::start(&["ceph", "ceph-osd", "ceph-authtool"], "join-kill") else {
         return;
     };
-    // Tests that add OSDs compare the cluster's OSD list: one at a time.
-    let _serial = c.lock();
-    let root = tempfile::tempdir().expect("root");
-    let paths = test_paths(root.path());
-    let _cleanup = Cleanup {
-        c,
-        paths: paths.clone(),
-    };
-    let m = material(c, "join-kill");
+    let (c, paths, m) = (fx.cleanup.c, &fx.cleanup.paths, &fx.m);
     let policy = DiskPolicy {
         devices: vec![],
         allow_wipe: false,
@@ -227,7 +233,7 @@ fn kill_between_osd_new_and_state_write_reuses_the_osd() {
         .arg("--gen-print-key")
         .run_get_string()
         .expect("key");
-    let mut st = load_state(&paths).expect("state");
+    let mut st = load_state(paths).expect("state");
     st.osds.push(OsdRecord {
         device,
         uuid: uuid.trim().into(),
@@ -236,10 +242,10 @@ fn kill_between_osd_new_and_state_write_reuses_the_osd() {
         phase: OsdPhase::Planned,
     });
     st.save().expect("save");
-    write_config(&m, &paths).expect("conf");
-    let sj = root.path().join("s.json");
+    write_config(m, paths).expect("conf");
+    let sj = fx.root.path().join("s.json");
     std::fs::write(&sj, format!("{{\"cephx_secret\": \"{}\"}}", secret.trim())).expect("json");
-    let first_id: u32 = ceph(&m, &paths, &["osd", "new", uuid.trim(), "-i"])
+    let first_id: u32 = ceph(m, paths, &["osd", "new", uuid.trim(), "-i"])
         .arg(&sj)
         .run_get_string()
         .expect("osd new")
@@ -247,8 +253,8 @@ fn kill_between_osd_new_and_state_write_reuses_the_osd() {
         .parse()
         .expect("id");
     let before = osd_ids(c);
-    let mut st = load_state(&paths).expect("reload");
-    let osds = join(&m, &policy, &paths, &mut st).expect("rerun after kill");
+    let mut st = load_state(paths).expect("reload");
+    let osds = join(m, &policy, paths, &mut st).expect("rerun after kill");
     assert_eq!(osds[0].id, first_id, "same uuid, same OSD");
     assert_eq!(osd_ids(c), before, "no second OSD");
 }
@@ -297,39 +303,33 @@ fn disk_with_filesystem_is_refused_without_wipe_permission() {
 
 #[test]
 fn blank_loop_device_becomes_an_osd() {
-    if keel_testbed::skip_unless_root_and(&["ceph", "ceph-osd", "losetup", "blkid", "lsblk"]) {
-        return;
-    }
-    let Some(c) = keel_testbed::or_skip(CephCluster::shared()) else {
-        return;
-    };
-    // Tests that add OSDs compare the cluster's OSD list: one at a time.
-    let _serial = c.lock();
+    // The loop device first, so that it is detached after the fixture has
+    // stopped the OSD running on it.
     let Some(lp) = Loop::new(2 << 30, false) else {
         return;
     };
-    let root = tempfile::tempdir().expect("root");
-    let paths = test_paths(root.path());
-    let _cleanup = Cleanup {
-        c,
-        paths: paths.clone(),
+    let Some(fx) = OsdTest::start(
+        &["ceph", "ceph-osd", "losetup", "blkid", "lsblk"],
+        "join-loop",
+    ) else {
+        return;
     };
-    let m = material(c, "join-loop");
+    let (paths, m) = (&fx.cleanup.paths, &fx.m);
     let policy = DiskPolicy {
         devices: vec![lp.dev.display().to_string()],
         allow_wipe: false,
         file_backed_gib: None,
     };
-    let mut st = load_state(&paths).expect("state");
+    let mut st = load_state(paths).expect("state");
     let t = Instant::now();
-    let osds = join(&m, &policy, &paths, &mut st).expect("join on a block device");
+    let osds = join(m, &policy, paths, &mut st).expect("join on a block device");
     eprintln!("block-device OSD joined (up+in) in {:?}", t.elapsed());
     assert_eq!(osds.len(), 1);
     assert_eq!(osds[0].device, lp.dev);
     // Now the disk carries our BlueStore label: a rerun finishes it, no refusal.
     assert!(disk::signature(&lp.dev).is_some());
-    let mut st2 = load_state(&paths).expect("reload");
-    assert_eq!(join(&m, &policy, &paths, &mut st2).expect("rerun"), osds);
+    let mut st2 = load_state(paths).expect("reload");
+    assert_eq!(join(m, &policy, paths, &mut st2).expect("rerun"), osds);
 }
 
 #[test]
