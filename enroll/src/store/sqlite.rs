@@ -59,9 +59,9 @@ impl SqliteStore {
         Ok(Self { conn })
     }
 
-    async fn run<T: Send + 'static>(
+    async fn run<T>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut c = self
             .conn
@@ -181,7 +181,7 @@ impl Store for SqliteStore {
     }
 
     async fn put_session(&self, s: SessionRow) -> Result<(), StoreError> {
-        self.run(move |c| {
+        self.run(|c| {
             c.prepare_cached(
                 "INSERT INTO sessions (id, node_id, store_id, ek_sha256, ek_certified, token_hash, release, csr_der, secrets_json, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -193,8 +193,7 @@ impl Store for SqliteStore {
     }
 
     async fn take_session(&self, id: &str) -> Result<Taken, StoreError> {
-        let id = id.to_owned();
-        self.run(move |c| {
+        self.run(|c| {
             let row = c
                 .prepare_cached(
                     "UPDATE sessions SET consumed = TRUE WHERE id = ?1 AND consumed = FALSE
@@ -231,15 +230,12 @@ impl Store for SqliteStore {
     }
 
     async fn purge_sessions(&self, before: i64) -> Result<u64, StoreError> {
-        self.run(move |c| {
-            Ok(c.execute("DELETE FROM sessions WHERE expires_at < ?1", [before])? as u64)
-        })
-        .await
+        self.run(|c| Ok(c.execute("DELETE FROM sessions WHERE expires_at < ?1", [before])? as u64))
+            .await
     }
 
     async fn precheck(&self, claim: &Claim, now: i64) -> Result<Outcome, StoreError> {
-        let claim = claim.clone();
-        self.run(move |c| Ok(decide(&claim, &facts(c, &claim)?, now)))
+        self.run(|c| Ok(decide(claim, &facts(c, claim)?, now)))
             .await
     }
 
@@ -250,11 +246,9 @@ impl Store for SqliteStore {
         now: i64,
         audit: Entry,
     ) -> Result<Outcome, StoreError> {
-        let claim = claim.clone();
-        let release = release.to_owned();
-        self.run(move |c| {
+        self.run(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = decide(&claim, &facts(&tx, &claim)?, now);
+            let out = decide(claim, &facts(&tx, claim)?, now);
             let status = match &out.verdict {
                 Verdict::Admit { .. } => Some(NodeStatus::Admitted),
                 Verdict::Queue(_) => Some(NodeStatus::Pending),
@@ -283,7 +277,7 @@ impl Store for SqliteStore {
     }
 
     async fn audit(&self, entry: Entry) -> Result<Row, StoreError> {
-        self.run(move |c| {
+        self.run(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let row = append(&tx, entry)?;
             tx.commit()?;
@@ -323,7 +317,7 @@ impl Store for SqliteStore {
     }
 
     async fn import_allow(&self, entries: Vec<AllowEntry>, audit: Entry) -> Result<(), StoreError> {
-        self.run(move |c| {
+        self.run(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             for e in &entries {
                 tx.execute(
@@ -346,8 +340,7 @@ impl Store for SqliteStore {
         expires_at: i64,
         audit: Entry,
     ) -> Result<(), StoreError> {
-        let (hash, store_id) = (hash.to_owned(), store_id.to_owned());
-        self.run(move |c| {
+        self.run(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute(
                 "INSERT INTO tokens (hash, store_id, expires_at) VALUES (?1, ?2, ?3)",
@@ -361,7 +354,7 @@ impl Store for SqliteStore {
     }
 
     async fn nodes(&self, status: Option<NodeStatus>) -> Result<Vec<NodeRow>, StoreError> {
-        self.run(move |c| {
+        self.run(|c| {
             let mut st = c.prepare(&format!(
                 "SELECT {NODE_COLS} FROM nodes WHERE ?1 IS NULL OR status = ?1 ORDER BY node_id"
             ))?;
@@ -381,10 +374,9 @@ impl Store for SqliteStore {
         new_ek: Option<&str>,
         audit: Entry,
     ) -> Result<(), StoreError> {
-        let node_id = node_id.to_owned();
         let from: Vec<&'static str> = from.iter().map(|s| s.as_str()).collect();
-        let new_ek = new_ek.map(str::to_owned);
-        self.run(move |c| {
+
+        self.run(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let cur: Option<String> = tx
                 .query_row("SELECT status FROM nodes WHERE node_id = ?1", [&node_id], |r| r.get(0))
@@ -417,9 +409,7 @@ impl Store for SqliteStore {
         status: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let (node_id, revision, status) =
-            (node_id.to_owned(), revision.to_owned(), status.to_owned());
-        self.run(move |c| {
+        self.run(|c| {
             let n = c.execute(
                 "UPDATE nodes SET revision = ?2, report = ?3, updated_at = ?4 WHERE node_id = ?1 AND status = 'admitted'",
                 params![node_id, revision, status, now],
