@@ -9,7 +9,7 @@
 //! The signature verifies with the real tool too:
 //! `cosign verify-blob --key cosign.pub --signature .keel/signature .keel/manifest`.
 
-pub mod manifest;
+pub use keel_manifest::bundle as manifest;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
