@@ -69,16 +69,18 @@ fn build_and_check(name: &str) {
     let image_s = image.to_str().expect("utf8");
     let cache = std::env::var("KEEL_TEST_CACHE").unwrap_or_else(|_| "/var/cache/keel".into());
 
-    let summary = keel(&[
-        "build",
-        image_s,
-        "--out",
-        out_s,
-        "--cache-dir",
-        &cache,
-        "--json",
-    ])
-    .unwrap_or_else(|e| panic!("keel build {name} failed: {e}"));
+    let build = || {
+        keel(&[
+            "build",
+            image_s,
+            "--out",
+            out_s,
+            "--cache-dir",
+            &cache,
+            "--json",
+        ])
+    };
+    let summary = build().unwrap_or_else(|e| panic!("keel build {name} failed: {e}"));
     let s: serde_json::Value = serde_json::from_str(&summary).expect("json summary");
     // Built now, or by an earlier run with identical inputs (outputs checked below).
     assert!(s["skipped"].is_boolean(), "{summary}");
@@ -144,16 +146,7 @@ fn build_and_check(name: &str) {
         "UKI kept as an artifact"
     );
 
-    let again = keel(&[
-        "build",
-        image_s,
-        "--out",
-        out_s,
-        "--cache-dir",
-        &cache,
-        "--json",
-    ])
-    .expect("rebuild");
+    let again = build().expect("rebuild");
     let s2: serde_json::Value = serde_json::from_str(&again).expect("json");
     assert_eq!(
         s2["skipped"], true,
