@@ -24,10 +24,37 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
+# --- the host's own Debian mirror --------------------------------------------
+# Keel never names a mirror host: it uses the URI this machine's apt already uses
+# for the bookworm suite (deb822 .sources or one-line .list), or KEEL_DEBIAN_MIRROR.
+host_mirror() {
+  if [ -n "${KEEL_DEBIAN_MIRROR:-}" ]; then echo "$KEEL_DEBIAN_MIRROR"; return; fi
+  local f uri
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    uri=$(awk 'BEGIN{RS="";FS="\n"}
+      { u=""; s=0
+        for(i=1;i<=NF;i++){
+          if($i ~ /^URIs:/){ sub(/^URIs:[ \t]*/,"",$i); split($i,a,/[ \t]+/); u=a[1] }
+          if($i ~ /^Suites:/ && $i ~ /(^|[ \t])bookworm([ \t]|$)/) s=1 }
+        if(u!="" && s){ print u; exit } }' "$f")
+    [ -n "$uri" ] && { echo "$uri"; return; }
+  done
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -f "$f" ] || continue
+    uri=$(awk '$1=="deb" { i=2; if ($2 ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
+                 if ($(i+1)=="bookworm") { print $i; exit } }' "$f")
+    [ -n "$uri" ] && { echo "$uri"; return; }
+  done
+  echo "setup.sh: no apt source for the 'bookworm' suite found in /etc/apt; set KEEL_DEBIAN_MIRROR=URI" >&2
+  return 1
+}
+mirror=$(host_mirror)
+
 # --- apt packages -----------------------------------------------------------
 backports=/etc/apt/sources.list.d/keel-bookworm-backports.list
 if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-  echo "deb http://deb.debian.org/debian bookworm-backports main" > "$backports"
+  echo "deb $mirror bookworm-backports main" > "$backports"
 fi
 
 # Everything Keel uses on the host. Keep this list sorted by purpose.
@@ -71,7 +98,7 @@ if ! command -v cosign >/dev/null || ! cosign verify-blob --help >/dev/null 2>&1
   log "installing cosign 2.x from Debian 13's archive (separate apt state)"
   tmp=$(mktemp -d)
   mkdir -p "$tmp/lists/partial" "$tmp/archives/partial"
-  echo "deb http://deb.debian.org/debian trixie main" > "$tmp/sources.list"
+  echo "deb $mirror trixie main" > "$tmp/sources.list"
   aptopts=(-o Dir::Etc::SourceList="$tmp/sources.list" -o Dir::Etc::SourceParts=/dev/null
            -o Dir::State::Lists="$tmp/lists" -o Dir::Cache::Archives="$tmp/archives"
            -o Dir::State::Status=/var/lib/dpkg/status -o APT::Get::List-Cleanup=0)
