@@ -64,6 +64,8 @@ pkgs=(
   # mkosi's host tools for disk images
   kmod cpio dosfstools mtools zstd e2fsprogs erofs-utils squashfs-tools bubblewrap
   cryptsetup-bin uidmap python3-pefile fdisk
+  # mkosi's local repository for pooled packages (PackageDirectories=)
+  reprepro
   # VMs with firmware and a software TPM
   ovmf swtpm swtpm-tools tpm2-tools
   # OSTree, seeds, services used by tests

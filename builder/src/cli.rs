@@ -50,6 +50,9 @@ pub enum Commands {
     /// Sign GitOps bundles for store nodes (.keel/manifest + .keel/signature).
     #[command(subcommand)]
     Bundle(crate::bundle::BundleCommand),
+    /// The package pool that keeps a lock buildable after the archive moved on.
+    #[command(subcommand)]
+    Pool(crate::pool::cli::PoolCommand),
 }
 
 /// Options of `keel build`.
@@ -81,6 +84,16 @@ pub struct BuildArgs {
     /// Keep the rendered mkosi configuration and work directory for inspection.
     #[arg(long)]
     pub keep_work: bool,
+    /// Package pool: .debs of earlier builds by digest, used for locked
+    /// versions the archive no longer offers (default CACHE_DIR/pool; an
+    /// exported pool works too).
+    #[arg(long)]
+    pub pool: Option<PathBuf>,
+    /// When the lock is stale (neither archive nor pool has a locked
+    /// version), re-resolve it against today's archive for this build only,
+    /// instead of failing. For demos and tests; a release build stays strict.
+    #[arg(long)]
+    pub relock: bool,
 }
 
 /// Options of `keel lock`.
@@ -88,6 +101,10 @@ pub struct BuildArgs {
 pub struct LockArgs {
     /// Image definition directory (holds image.toml); packages.lock is written beside it.
     pub image_dir: PathBuf,
+    /// Re-resolve against today's archive even when a lock exists (else an
+    /// existing lock is only checked).
+    #[arg(long)]
+    pub update: bool,
     /// Print the lock on stdout instead of writing packages.lock.
     #[arg(long)]
     pub dry_run: bool,
@@ -147,6 +164,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         // Other subcommands' arms go below this line.
         Commands::Vm(cmd) => crate::vm::cli::run(cmd),
         Commands::Bundle(cmd) => crate::bundle::run(cmd),
+        Commands::Pool(cmd) => crate::pool::cli::run(cmd),
         Commands::Key(cmd) => crate::supply::cli::run_key(cmd),
         Commands::Sign(args) => crate::supply::cli::run_sign(args),
         Commands::Verify(args) => crate::supply::cli::run_verify(args),

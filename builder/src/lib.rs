@@ -12,6 +12,7 @@ pub mod fsutil;
 pub mod hooks;
 pub mod lock;
 pub mod logging;
+pub mod pool;
 pub mod record;
 pub mod render;
 pub mod spec;

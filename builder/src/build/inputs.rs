@@ -12,6 +12,7 @@ use keel_cmd::CommandRunExt;
 use crate::fsutil::{sha256, sha256_file, sha256_tree};
 use crate::lock::Lock;
 use crate::render::{self, RenderInputs, Rendered, KEEL_EXE_NAME};
+use crate::spec::mirror::{self, Mirrors};
 use crate::spec::{self, ImageSpec};
 
 /// Directory (beside the keel binary's workspace) holding the agent's units.
@@ -22,6 +23,8 @@ const AGENT_UNITS_DIR: &str = "bootstrap/systemd";
 pub struct Prepared {
     pub spec: ImageSpec,
     pub lock: Option<Lock>,
+    /// The archives packages come from.
+    pub mirrors: Mirrors,
     pub image_dir: PathBuf,
     pub source_date_epoch: i64,
     pub rendered: Rendered,
@@ -47,10 +50,21 @@ pub fn default_seed(name: &str) -> String {
 
 /// Loads and renders the definition in `image_dir` and hashes every input.
 pub fn prepare(image_dir: &Path) -> anyhow::Result<Prepared> {
+    prepare_with(image_dir, None)
+}
+
+/// [`prepare`] with another lock than the definition's own (a lock
+/// re-resolved by `keel build --relock`).
+pub fn prepare_with(image_dir: &Path, relocked: Option<Lock>) -> anyhow::Result<Prepared> {
     let image_dir = std::fs::canonicalize(image_dir)
         .with_context(|| format!("image definition directory {}", image_dir.display()))?;
     let spec = spec::load(&image_dir)?;
-    let lock = Lock::load(&image_dir)?;
+    let mirrors = mirror::for_host(&spec.distribution)?;
+    let lock_hash = relocked.as_ref().map(|l| sha256(l.to_text().as_bytes()));
+    let lock = match relocked {
+        Some(l) => Some(l),
+        None => Lock::load(&image_dir)?,
+    };
     let source_date_epoch = spec
         .image
         .source_date_epoch
@@ -73,10 +87,11 @@ pub fn prepare(image_dir: &Path) -> anyhow::Result<Prepared> {
         sha256_file(&image_dir.join(spec::FILE_NAME))?,
     );
     if lock.is_some() {
-        inputs.insert(
-            "lock".to_string(),
-            sha256_file(&image_dir.join(crate::lock::FILE_NAME))?,
-        );
+        let h = match lock_hash {
+            Some(h) => h,
+            None => sha256_file(&image_dir.join(crate::lock::FILE_NAME))?,
+        };
+        inputs.insert("lock".to_string(), h);
     }
     let mut trees = Vec::new();
     for (i, t) in spec.files.trees.iter().enumerate() {
@@ -129,6 +144,7 @@ pub fn prepare(image_dir: &Path) -> anyhow::Result<Prepared> {
         &spec,
         &RenderInputs {
             lock: lock.as_ref(),
+            mirrors: mirrors.clone(),
             source_date_epoch,
             seed,
             trees: trees.iter().map(|(n, _)| n.clone()).collect(),
@@ -151,6 +167,7 @@ pub fn prepare(image_dir: &Path) -> anyhow::Result<Prepared> {
     Ok(Prepared {
         spec,
         lock,
+        mirrors,
         image_dir,
         source_date_epoch,
         rendered,
@@ -293,6 +310,7 @@ impl Prepared {
     /// executable (for the finalize hook) into `work`.
     pub fn write_work_dir(&self, work: &Path) -> anyhow::Result<()> {
         use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(work.join(render::PACKAGE_DIR))?;
         for (rel, f) in &self.rendered {
             let p = work.join(rel);
             if let Some(d) = p.parent() {

@@ -36,3 +36,9 @@ pub fn build(work: &Path, stage: &Path, cache_dir: &Path, name: &str) -> anyhow:
     // The error carries the tail of mkosi's own output.
     res.with_context(|| format!("mkosi failed to build {name}"))
 }
+
+/// Where apt (run by mkosi with `--package-cache-dir CACHE/packages`) keeps
+/// the .debs it downloaded.
+pub fn apt_archives(cache_dir: &Path) -> std::path::PathBuf {
+    cache_dir.join("packages/cache/apt/archives")
+}

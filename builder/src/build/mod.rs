@@ -11,6 +11,7 @@
 mod inputs;
 mod mkosi;
 mod outputs;
+mod packages;
 pub mod progress;
 pub mod repro;
 
@@ -38,6 +39,10 @@ pub struct BuildSummary {
     pub out_dir: PathBuf,
     pub artifacts: BTreeMap<String, String>,
     pub verity_roothash: Option<String>,
+    /// Built from a lock `--relock` re-resolved (the definition's was stale).
+    pub relocked: bool,
+    /// Locked packages taken from the package pool (the archive lacked them).
+    pub from_pool: usize,
     pub seconds: f64,
 }
 
@@ -76,38 +81,29 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
 /// Builds (or skips) one image; the library entry point behind `keel build`.
 pub fn build(args: &BuildArgs) -> anyhow::Result<BuildSummary> {
     let started = Instant::now();
-    let prep = inputs::prepare(&args.image_dir)?;
+    let mut prep = inputs::prepare(&args.image_dir)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let out_dir = std::fs::canonicalize(&args.out)?;
-
-    if !args.force {
-        if let Some(rec) = BuildRecord::load(&out_dir) {
-            match rec.stale_reason(&prep.inputs, &out_dir, &outputs::cheap_hash(&rec)) {
-                None => {
-                    return Ok(BuildSummary {
-                        image: prep.spec.image.name.clone(),
-                        version: prep.spec.image.version.clone(),
-                        skipped: true,
-                        reason: "every input matches the last build record".into(),
-                        out_dir,
-                        artifacts: rec.artifacts.clone(),
-                        verity_roothash: rec.verity_roothash.clone(),
-                        seconds: started.elapsed().as_secs_f64(),
-                    })
-                }
-                Some(why) => tracing::info!("rebuilding: {why}"),
-            }
-        }
+    if let Some(s) = up_to_date(args, &prep, &out_dir, started, false) {
+        return Ok(s);
     }
 
     let tools = inputs::tool_versions();
     let mut durations = BTreeMap::new();
     let t = Instant::now();
-    if let Some(lock) = &prep.lock {
-        let state = args.cache_dir.join("apt-check");
-        let apt = crate::lock::apt::PrivateApt::new(&prep.spec, Some(&state))?;
-        apt.check_available(lock)?;
+    let pool = packages::pool(args)?;
+    let mut plan = None;
+    if let Some(lock) = prep.lock.clone() {
+        let p = packages::plan(args, &prep, &lock, &pool)?;
+        if let Some(new) = &p.relocked {
+            prep = inputs::prepare_with(&args.image_dir, Some(new.clone()))?;
+            // The last build may have been from this very lock.
+            if let Some(s) = up_to_date(args, &prep, &out_dir, started, true) {
+                return Ok(s);
+            }
+        }
+        plan = Some(p);
     } else {
         tracing::warn!(
             "no {} beside the definition: packages come at the archive's current versions (run `keel lock` for a reproducible build)",
@@ -118,6 +114,9 @@ pub fn build(args: &BuildArgs) -> anyhow::Result<BuildSummary> {
 
     let work = work_dir(&out_dir, &prep.spec.image.name)?;
     prep.write_work_dir(&work)?;
+    if let Some(p) = &plan {
+        packages::stage(p, &pool, &work)?;
+    }
     let stage = work.join("stage");
     let t = Instant::now();
     mkosi::build(&work, &stage, &args.cache_dir, &prep.spec.image.name)?;
@@ -126,6 +125,13 @@ pub fn build(args: &BuildArgs) -> anyhow::Result<BuildSummary> {
     let t = Instant::now();
     let outs = outputs::collect(&prep, &stage, &out_dir)?;
     durations.insert("outputs".to_string(), t.elapsed().as_secs_f64());
+    if let Some(lock) = &prep.lock {
+        packages::harvest(lock, &pool, &args.cache_dir)?;
+        // The lock this build used, beside what it built (`keel pool export` takes it).
+        let path = out_dir.join(crate::lock::FILE_NAME);
+        crate::fsutil::write_atomic(&path, lock.to_text().as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     if !args.keep_work {
         let _ = std::fs::remove_dir_all(&work);
     }
@@ -161,6 +167,39 @@ pub fn build(args: &BuildArgs) -> anyhow::Result<BuildSummary> {
         out_dir,
         artifacts: record.artifacts,
         verity_roothash: record.verity_roothash,
+        relocked: plan.as_ref().is_some_and(|p| p.relocked.is_some()),
+        from_pool: plan.as_ref().map_or(0, |p| p.from_pool.len()),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The summary of a skipped build when the output directory's build record
+/// has exactly `prep`'s inputs and its artifacts are unchanged.
+fn up_to_date(
+    args: &BuildArgs,
+    prep: &Prepared,
+    out_dir: &Path,
+    started: Instant,
+    relocked: bool,
+) -> Option<BuildSummary> {
+    if args.force {
+        return None;
+    }
+    let rec = BuildRecord::load(out_dir)?;
+    if let Some(why) = rec.stale_reason(&prep.inputs, out_dir, &outputs::cheap_hash(&rec)) {
+        tracing::info!("rebuilding: {why}");
+        return None;
+    }
+    Some(BuildSummary {
+        image: prep.spec.image.name.clone(),
+        version: prep.spec.image.version.clone(),
+        skipped: true,
+        reason: "every input matches the last build record".into(),
+        out_dir: out_dir.to_path_buf(),
+        artifacts: rec.artifacts.clone(),
+        verity_roothash: rec.verity_roothash.clone(),
+        relocked,
+        from_pool: 0,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -227,12 +227,13 @@ mod tests {
     #[test]
     fn installed_packages_must_match_the_lock() {
         let lock = crate::lock::Lock {
-            version: 1,
+            version: crate::lock::FORMAT,
             snapshots: vec![],
             packages: vec![crate::lock::LockedPackage {
                 name: "adduser".into(),
                 version: "3.134".into(),
                 architecture: "all".into(),
+                sha256: String::new(),
             }],
             initrd_packages: vec![],
         };

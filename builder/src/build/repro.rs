@@ -84,6 +84,8 @@ pub fn check(args: &BuildArgs) -> anyhow::Result<()> {
             sign_key: None,
             sign_key_password_file: None,
             keep_work: false,
+            pool: args.pool.clone(),
+            relock: args.relock,
         };
         let s = super::build(&a).with_context(|| format!("reproducibility build {round}"))?;
         results.push(s);

@@ -16,6 +16,7 @@ use keel_cmd::{CmdError, CommandRunExt};
 
 use super::{Lock, LockedPackage, Snapshot};
 use crate::render::MKOSI_INITRD_PACKAGES;
+use crate::spec::mirror::Mirrors;
 use crate::spec::ImageSpec;
 
 /// What mkosi installs first into every Debian image (see its debian.py).
@@ -33,7 +34,7 @@ impl PrivateApt {
     /// Sets up the state directory and downloads the package lists; in
     /// `state` when given (kept between builds: apt then fetches only what
     /// changed), else in a fresh temporary directory.
-    pub fn new(spec: &ImageSpec, state: Option<&Path>) -> anyhow::Result<Self> {
+    pub fn new(spec: &ImageSpec, mirrors: &Mirrors, state: Option<&Path>) -> anyhow::Result<Self> {
         let (dir, p) = match state {
             Some(s) => (None, s.to_path_buf()),
             None => {
@@ -47,7 +48,7 @@ impl PrivateApt {
             std::fs::create_dir_all(p.join(d))?;
         }
         std::fs::write(p.join("status"), "")?;
-        std::fs::write(p.join("sources.list"), one_line_sources(spec))?;
+        std::fs::write(p.join("sources.list"), one_line_sources(spec, mirrors))?;
         let arch = spec.debian_arch();
         let opt = |k: &str, v: &Path| format!("-oDir::{k}={}", v.display());
         let opts = vec![
@@ -89,11 +90,85 @@ impl PrivateApt {
     }
 
     /// The full install transaction for `packages` on an empty system.
+    /// (The packages' `sha256` is left empty: [`resolve_with`] fills it in.)
     pub fn simulate(&self, packages: &[String]) -> Result<Vec<LockedPackage>, CmdError> {
         let mut args = vec!["install", "-s"];
         args.extend(packages.iter().map(String::as_str));
         let out = self.cmd("Resolving dependencies", &args).run_get_string()?;
         Ok(parse_simulation(&out))
+    }
+
+    /// What the archive's package index says of each `name=version` pin:
+    /// pin → sha256 of its .deb. Pins the archive lacks are absent. One
+    /// lookup (`apt-cache show`), no dependency solving.
+    pub fn index(
+        &self,
+        pins: &[String],
+    ) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+        let mut c = Command::new("apt-cache");
+        c.args(&self.opts)
+            .args(["-q", "show", "--no-all-versions"])
+            .args(pins)
+            .env("LC_ALL", "C");
+        // apt-cache prints a stanza for each version it has and, depending on
+        // its version and -q, may exit 0 and say nothing about a pin it lacks,
+        // or fail naming it: both come out as an absent pin.
+        let out = match c.run_get_string() {
+            Ok(out) => out,
+            Err(e) => {
+                let missing = parse_missing_versions(&e.to_string());
+                if missing.is_empty() {
+                    return Err(e).context("looking up package versions in the archive");
+                }
+                let rest: Vec<String> = pins
+                    .iter()
+                    .filter(|p| !missing.contains(p))
+                    .cloned()
+                    .collect();
+                return if rest.is_empty() {
+                    Ok(Default::default())
+                } else {
+                    self.index(&rest)
+                };
+            }
+        };
+        Ok(parse_show(&out))
+    }
+
+    /// Checks every locked package against the archive: which versions it
+    /// no longer offers, and which it offers with another digest than the
+    /// lock's (refused outright: same name and version, different bytes).
+    pub fn check(&self, lock: &Lock) -> anyhow::Result<ArchiveCheck> {
+        let pkgs = lock.all_packages();
+        tracing::info!(
+            "Checking {} locked package versions against the archive",
+            pkgs.len()
+        );
+        let pins: Vec<String> = pkgs.iter().map(|p| p.pin()).collect();
+        let index = self.index(&pins)?;
+        let mut check = ArchiveCheck::default();
+        for p in pkgs {
+            match index.get(&p.pin()) {
+                None => check.missing.push(p.clone()),
+                Some(sha) if *sha != p.sha256 => {
+                    check.mismatched.push((p.clone(), sha.clone()));
+                }
+                Some(_) => {}
+            }
+        }
+        if !check.mismatched.is_empty() {
+            let list: Vec<String> = check
+                .mismatched
+                .iter()
+                .map(|(p, got)| format!("{} (lock {}, archive {got})", p.pin(), p.sha256))
+                .collect();
+            anyhow::bail!(
+                "the archive offers these locked package versions with other contents than the lock records: {}; \
+                 refusing to build (check the mirror, then `keel lock --update` if the change is legitimate)",
+                list.join(", ")
+            );
+        }
+        Ok(check)
     }
 
     /// The snapshot of each suite: Release date and InRelease hash.
@@ -116,10 +191,9 @@ impl PrivateApt {
                 .with_context(|| format!("{} has no Date:", path.display()))?
                 .trim()
                 .to_string();
-            let (uri, suite) = stem.split_once("_dists_").unwrap_or((stem, ""));
+            let suite = stem.split_once("_dists_").map_or("", |(_, s)| s);
             use sha2::Digest as _;
             v.push(Snapshot {
-                uri: format!("http://{}", uri.replace('_', "/")),
                 suite: suite.replace('_', "/"),
                 date_epoch: parse_release_date(&date)
                     .with_context(|| format!("parsing Date: {date}"))?,
@@ -130,54 +204,31 @@ impl PrivateApt {
         v.sort_by(|a, b| a.suite.cmp(&b.suite));
         Ok(v)
     }
+}
 
-    /// Fails naming every locked package the archive no longer offers at its
-    /// version. A lookup in the package lists (`apt-cache show name=version`),
-    /// no dependency solving: the lock is already a complete solution.
-    pub fn check_available(&self, lock: &Lock) -> anyhow::Result<()> {
-        let mut pins: Vec<String> = lock.pinned(false);
-        pins.extend(lock.pinned(true));
-        pins.sort();
-        pins.dedup();
-        tracing::info!(
-            "Checking {} locked package versions against the archive",
-            pins.len()
-        );
-        let mut c = Command::new("apt-cache");
-        c.args(&self.opts)
-            .args(["-q", "show", "--no-all-versions"])
-            .args(&pins)
-            .env("LC_ALL", "C");
-        // apt-cache prints a stanza for each version it has and, depending on
-        // its version and -q, may exit 0 and say nothing about a pin it lacks:
-        // compare what it printed against what was asked for.
-        let missing = match c.run_get_string() {
-            Ok(out) => missing_from_show(&pins, &out),
-            Err(e) => {
-                let m = parse_missing_versions(&e.to_string());
-                if m.is_empty() {
-                    return Err(e).context("checking the locked versions against the archive");
-                }
-                m
-            }
-        };
-        if missing.is_empty() {
-            return Ok(());
-        }
-        anyhow::bail!(
-            "the archive no longer offers these locked package versions: {}; run `keel lock` to move to the archive's current versions",
-            missing.join(", ")
-        )
+/// The result of [`PrivateApt::check`].
+#[derive(Debug, Default)]
+pub struct ArchiveCheck {
+    /// Locked packages the archive no longer offers at their version.
+    pub missing: Vec<LockedPackage>,
+    /// Offered, but with another digest (name=version, archive's sha256).
+    pub mismatched: Vec<(LockedPackage, String)>,
+}
+
+impl ArchiveCheck {
+    /// `name=version` of every missing package.
+    pub fn gone(&self) -> Vec<String> {
+        self.missing.iter().map(LockedPackage::pin).collect()
     }
 }
 
-fn one_line_sources(spec: &ImageSpec) -> String {
+fn one_line_sources(spec: &ImageSpec, mirrors: &Mirrors) -> String {
     let d = &spec.distribution;
     let comps = d.components.join(" ");
     format!(
         "deb {m} {r} {comps}\ndeb {m} {r}-updates {comps}\ndeb {s} {r}-security {comps}\n",
-        m = d.mirror,
-        s = d.security_mirror,
+        m = mirrors.main,
+        s = mirrors.security,
         r = d.release
     )
 }
@@ -200,6 +251,7 @@ pub fn parse_simulation(out: &str) -> Vec<LockedPackage> {
                 name: name.to_string(),
                 version: version.to_string(),
                 architecture: arch.to_string(),
+                sha256: String::new(),
             })
         })
         .collect();
@@ -207,11 +259,10 @@ pub fn parse_simulation(out: &str) -> Vec<LockedPackage> {
     v
 }
 
-/// Extracts `name=version` from apt's "Version 'V' for 'N' was not found" errors.
-/// The `NAME=VERSION` pins that `apt-cache show` output (deb822 stanzas) does
-/// not contain.
-pub fn missing_from_show(pins: &[String], show: &str) -> Vec<String> {
-    let mut have = std::collections::HashSet::new();
+/// Parses `apt-cache show` output (deb822 stanzas): `name=version` → the
+/// `SHA256:` of its .deb.
+pub fn parse_show(show: &str) -> std::collections::BTreeMap<String, String> {
+    let mut have = std::collections::BTreeMap::new();
     for stanza in show.split("\n\n") {
         let field = |key: &str| {
             stanza
@@ -219,16 +270,16 @@ pub fn missing_from_show(pins: &[String], show: &str) -> Vec<String> {
                 .find_map(|l| l.strip_prefix(key))
                 .map(str::trim)
         };
-        if let (Some(name), Some(version)) = (field("Package:"), field("Version:")) {
-            have.insert(format!("{name}={version}"));
+        if let (Some(name), Some(version), Some(sha)) =
+            (field("Package:"), field("Version:"), field("SHA256:"))
+        {
+            have.insert(format!("{name}={version}"), sha.to_string());
         }
     }
-    pins.iter()
-        .filter(|p| !have.contains(*p))
-        .cloned()
-        .collect()
+    have
 }
 
+/// Extracts `name=version` from apt's "Version 'V' for 'N' was not found" errors.
 pub fn parse_missing_versions(msg: &str) -> Vec<String> {
     msg.lines()
         .filter_map(|l| {
@@ -272,9 +323,9 @@ pub fn parse_release_date(s: &str) -> Option<i64> {
     Some(days * 86_400 + h * 3600 + mi * 60 + se)
 }
 
-/// Resolves the image's and its initrd's full package sets.
-pub fn resolve(spec: &ImageSpec) -> anyhow::Result<Lock> {
-    let apt = PrivateApt::new(spec, None)?;
+/// Resolves the image's and its initrd's full package sets, with the
+/// archive index's digest of every .deb.
+pub fn resolve_with(apt: &PrivateApt, spec: &ImageSpec) -> anyhow::Result<Lock> {
     let base: Vec<String> = BASE.iter().map(|s| s.to_string()).collect();
     let image: Vec<String> = base.iter().chain(&spec.packages.install).cloned().collect();
     let initrd: Vec<String> = base
@@ -283,14 +334,26 @@ pub fn resolve(spec: &ImageSpec) -> anyhow::Result<Lock> {
         .chain(MKOSI_INITRD_PACKAGES.iter().map(|s| s.to_string()))
         .chain(spec.packages.initrd.iter().cloned())
         .collect();
-    let packages = apt
+    let mut packages = apt
         .simulate(&image)
         .context("resolving the image's packages")?;
-    let initrd_packages = apt
+    let mut initrd_packages = apt
         .simulate(&initrd)
         .context("resolving the initrd's packages")?;
+    let pins: Vec<String> = packages
+        .iter()
+        .chain(&initrd_packages)
+        .map(LockedPackage::pin)
+        .collect();
+    let index = apt.index(&pins)?;
+    for p in packages.iter_mut().chain(initrd_packages.iter_mut()) {
+        p.sha256 = index
+            .get(&p.pin())
+            .with_context(|| format!("the archive index has no entry for {}", p.pin()))?
+            .clone();
+    }
     Ok(Lock {
-        version: 1,
+        version: super::FORMAT,
         snapshots: apt.snapshots()?,
         packages,
         initrd_packages,

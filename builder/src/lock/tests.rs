@@ -1,5 +1,5 @@
 //! Lock parsing, apt output parsing (captured samples in tests/fixtures/lock/).
-use super::apt::{missing_from_show, parse_missing_versions, parse_release_date, parse_simulation};
+use super::apt::{parse_missing_versions, parse_release_date, parse_show, parse_simulation};
 use super::*;
 
 const SIM: &str = include_str!("../../tests/fixtures/lock/apt-install-s.txt");
@@ -40,9 +40,8 @@ fn parses_release_dates() {
 }
 
 fn lock_text() -> String {
-    r#"version = 1
+    r#"version = 2
 [[snapshot]]
-uri = "http://deb.debian.org/debian"
 suite = "bookworm"
 date = "Sat, 10 May 2025 09:03:48 UTC"
 date-epoch = 1746867828
@@ -51,6 +50,7 @@ inrelease-sha256 = "00"
 name = "systemd"
 version = "252.39-1~deb12u2"
 architecture = "amd64"
+sha256 = "5d8e0b6a3f2a9c1e7b4d0f6a2c8e1b3d5f7a9c0e2b4d6f8a1c3e5b7d9f0a2c4e"
 "#
     .to_string()
 }
@@ -70,15 +70,23 @@ fn lock_round_trips_pins_and_dates() {
 fn bad_locks_are_rejected_with_the_file_name() {
     for (bad, want) in [
         (
-            lock_text().replace("version = 1", "version = 9"),
+            lock_text().replace("version = 2", "version = 9"),
             "version 9",
+        ),
+        (
+            lock_text().replace("version = 2", "version = 1"),
+            "keel lock --update",
+        ),
+        (
+            lock_text().replace("\nsha256 = ", "\n# sha256 = "),
+            "sha256",
         ),
         (
             lock_text().replace("name = \"systemd\"", "nam = \"systemd\""),
             "unknown field",
         ),
         (
-            "version = 1\nsnapshot = []\npackage = []\n".to_string(),
+            "version = 2\nsnapshot = []\npackage = []\n".to_string(),
             "no packages",
         ),
     ] {
@@ -92,15 +100,31 @@ fn bad_locks_are_rejected_with_the_file_name() {
 }
 
 #[test]
-fn pins_missing_from_apt_cache_show_output_are_named() {
-    let show =
-        "Package: foo\nVersion: 1.0-1\nArchitecture: amd64\n\nPackage: bar\nVersion: 2:3\n\n";
-    let pins = [
-        "foo=1.0-1".to_string(),
-        "bar=2:3".to_string(),
-        "foo=0.9".to_string(),
-    ];
-    assert_eq!(missing_from_show(&pins, show), ["foo=0.9"]);
-    assert_eq!(missing_from_show(&pins[..2], show), Vec::<String>::new());
-    assert_eq!(missing_from_show(&pins[..1], ""), ["foo=1.0-1"]);
+fn apt_cache_show_gives_each_pins_digest() {
+    let show = "Package: foo\nVersion: 1.0-1\nArchitecture: amd64\nSHA256: aa\n\n\
+                Package: bar\nVersion: 2:3\nSHA256: bb\nDescription: x\n\n\
+                Package: nodigest\nVersion: 1\n\n";
+    let m = parse_show(show);
+    assert_eq!(m.get("foo=1.0-1").map(String::as_str), Some("aa"));
+    assert_eq!(m.get("bar=2:3").map(String::as_str), Some("bb"));
+    assert_eq!(m.len(), 2, "a stanza without SHA256 gives no digest: {m:?}");
+    assert!(parse_show("").is_empty());
+}
+
+#[test]
+fn describes_what_a_relock_changed() {
+    let old = Lock::parse(&lock_text(), Path::new("p.lock")).expect("parse");
+    let mut new = old.clone();
+    assert_eq!(diff_text(&old, &new), "  no package changed\n");
+    new.packages[0].version = "252.40-1".into();
+    new.packages.push(LockedPackage {
+        name: "less".into(),
+        version: "590-2".into(),
+        architecture: "amd64".into(),
+        sha256: "00".into(),
+    });
+    let d = diff_text(&old, &new);
+    assert!(d.contains("systemd 252.39-1~deb12u2 -> 252.40-1"), "{d}");
+    assert!(d.contains("less 590-2 added"), "{d}");
+    assert!(d.ends_with("2 package(s) changed\n"), "{d}");
 }

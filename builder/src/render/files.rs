@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use super::RenderInputs;
+use crate::spec::mirror::Mirrors;
 use crate::spec::ImageSpec;
 
 /// Packages mkosi 24's default initrd installs on Debian (its
@@ -28,15 +29,15 @@ pub const MKOSI_INITRD_PACKAGES: &[&str] = &[
 pub const VAR_LABEL: &str = "keel-var";
 
 /// deb822 sources: the release, its updates and its security archive.
-pub fn apt_sources(spec: &ImageSpec) -> String {
+pub fn apt_sources(spec: &ImageSpec, mirrors: &Mirrors) -> String {
     let d = &spec.distribution;
     let comps = d.components.join(" ");
     let key = "/usr/share/keyrings/debian-archive-keyring.gpg";
     format!(
         "Types: deb\nURIs: {m}\nSuites: {r} {r}-updates\nComponents: {comps}\nSigned-By: {key}\n\n\
          Types: deb\nURIs: {s}\nSuites: {r}-security\nComponents: {comps}\nSigned-By: {key}\n",
-        m = d.mirror,
-        s = d.security_mirror,
+        m = mirrors.main,
+        s = mirrors.security,
         r = d.release,
     )
 }

@@ -18,14 +18,21 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use crate::lock::Lock;
+use crate::spec::mirror::Mirrors;
 use crate::spec::ImageSpec;
 
 pub use files::{KEEL_EXE_NAME, MKOSI_INITRD_PACKAGES, VAR_LABEL};
+
+/// The work directory's folder of extra .debs (from the package pool) that
+/// mkosi turns into a local repository; empty when the archive has them all.
+pub const PACKAGE_DIR: &str = "packages";
 
 /// Build facts the rendering needs besides the definition.
 #[derive(Debug, Clone)]
 pub struct RenderInputs<'a> {
     pub lock: Option<&'a Lock>,
+    /// The archives (from the definition or the host's apt configuration).
+    pub mirrors: Mirrors,
     pub source_date_epoch: i64,
     /// Seed UUID for systemd-repart (partition UUIDs, file system ids).
     pub seed: String,
@@ -65,7 +72,7 @@ pub fn render(spec: &ImageSpec, inp: &RenderInputs<'_>) -> Rendered {
     out.insert("mkosi.conf".into(), file(mkosi_conf(spec, inp)));
     out.insert(
         "mkosi.pkgmngr/etc/apt/sources.list.d/mkosi.sources".into(),
-        file(files::apt_sources(spec)),
+        file(files::apt_sources(spec, &inp.mirrors)),
     );
     for (name, text) in files::build_partitions(spec) {
         out.insert(PathBuf::from("mkosi.repart").join(name), file(text));
@@ -97,7 +104,7 @@ fn mkosi_conf(spec: &ImageSpec, inp: &RenderInputs<'_>) -> String {
     let _ = writeln!(
         s,
         "[Distribution]\nDistribution={}\nRelease={}\nArchitecture={}\nMirror={}\n",
-        d.name, d.release, d.architecture, d.mirror
+        d.name, d.release, d.architecture, inp.mirrors.main
     );
     let _ = writeln!(
         s,
@@ -116,6 +123,9 @@ fn mkosi_conf(spec: &ImageSpec, inp: &RenderInputs<'_>) -> String {
     };
     push_list(&mut s, "Packages", &packages);
     push_list(&mut s, "InitrdPackages", &initrd);
+    // Always present (and usually empty, when mkosi does nothing with it),
+    // so whether the pool was needed does not change the configuration.
+    let _ = writeln!(s, "PackageDirectories={PACKAGE_DIR}");
     let _ = writeln!(
         s,
         "WithRecommends={}\nWithDocs={}\nCleanPackageMetadata=no\nSourceDateEpoch={}\n\

@@ -60,6 +60,10 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
 fn inputs<'a>(lock: Option<&'a Lock>, agent: bool) -> RenderInputs<'a> {
     RenderInputs {
         lock,
+        mirrors: crate::spec::mirror::Mirrors {
+            main: "http://archive.example/debian".into(),
+            security: "http://archive.example/debian-security".into(),
+        },
         source_date_epoch: 1_700_000_000,
         seed: "0e5a3c1b-7d7e-4b4c-9a39-3f0a6c0b9d11".into(),
         trees: if agent {

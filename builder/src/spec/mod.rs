@@ -10,6 +10,7 @@
 //! [`parse`] is pure (text in, definition or error out); [`load`] reads the
 //! file. Semantic checks live in [`validate`].
 
+pub mod mirror;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -93,12 +94,12 @@ pub struct Distribution {
     /// Architecture in mkosi spelling; only `x86-64` today.
     #[serde(default = "default_arch")]
     pub architecture: String,
-    /// Archive mirror.
-    #[serde(default = "default_mirror")]
-    pub mirror: String,
-    /// Security archive mirror.
-    #[serde(default = "default_security_mirror")]
-    pub security_mirror: String,
+    /// Archive mirror; default: the URI this machine's apt uses for the
+    /// release (see [`mirror`]).
+    pub mirror: Option<String>,
+    /// Security archive mirror; default: the URI this machine's apt uses for
+    /// `RELEASE-security`.
+    pub security_mirror: Option<String>,
     /// Archive components.
     #[serde(default = "default_components")]
     pub components: Vec<String>,
@@ -106,12 +107,6 @@ pub struct Distribution {
 
 fn default_arch() -> String {
     "x86-64".into()
-}
-fn default_mirror() -> String {
-    "http://deb.debian.org/debian".into()
-}
-fn default_security_mirror() -> String {
-    "http://deb.debian.org/debian-security".into()
 }
 fn default_components() -> Vec<String> {
     vec!["main".into()]

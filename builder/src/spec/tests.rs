@@ -54,7 +54,10 @@ fn good_definition_parses_with_defaults() {
     let s = parse_str(GOOD).expect("good");
     assert_eq!(s.image.name, "demo");
     assert_eq!(s.distribution.architecture, "x86-64");
-    assert_eq!(s.distribution.mirror, "http://deb.debian.org/debian");
+    assert_eq!(
+        s.distribution.mirror, None,
+        "default: the host's own apt source"
+    );
     assert_eq!(s.output.formats, [Format::Raw, Format::Qcow2]);
     assert!(s.partitions.verity);
     assert_eq!(s.partitions.root_filesystem, RootFs::Erofs);

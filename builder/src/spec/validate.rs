@@ -113,7 +113,10 @@ pub fn validate(spec: &ImageSpec) -> Result<(), Failure> {
     for (key, url) in [
         ("distribution.mirror", &d.mirror),
         ("distribution.security-mirror", &d.security_mirror),
-    ] {
+    ]
+    .into_iter()
+    .filter_map(|(k, u)| Some((k, u.as_ref()?)))
+    {
         if !(url.starts_with("http://") || url.starts_with("https://")) || url.contains(' ') {
             fail(key, format!("`{url}` is not an http(s) URL"))?;
         }
