@@ -47,7 +47,7 @@ pub fn skip_unless_env(test: &str, var: &str) -> bool {
     if std::env::var(var).as_deref() == Ok("1") {
         false
     } else {
-        keel_testbed::report_skip(format_args!("{test}: slow; set {var}=1 to run it"));
+        keel_testbed::report_not_selected(format_args!("{test}: slow; set {var}=1 to run it"));
         true
     }
 }

@@ -98,6 +98,15 @@ impl PrivateApt {
         Ok(parse_simulation(&out))
     }
 
+    /// Downloads the .debs of `pins` into `dest` (`apt-get download`).
+    pub fn download(&self, pins: &[String], dest: &Path) -> Result<(), CmdError> {
+        let mut args = vec!["download"];
+        args.extend(pins.iter().map(String::as_str));
+        let mut c = self.cmd("Downloading packages", &args);
+        c.current_dir(dest);
+        c.run()
+    }
+
     /// What the archive's package index says of each `name=version` pin:
     /// pin → sha256 of its .deb. Pins the archive lacks are absent. One
     /// lookup (`apt-cache show`), no dependency solving.

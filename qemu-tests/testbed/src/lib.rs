@@ -85,9 +85,29 @@ pub fn skip(reason: impl std::fmt::Display) {
 /// Writes `SKIP <what>` straight to the process's stderr. `eprintln!` would be
 /// captured by the test harness and dropped for a passing test, hiding the
 /// skip from whoever reads the CI log; this line always shows.
+///
+/// With `KEEL_TEST_STRICT=1` (what `.ci/run` sets) a skip is a failure: a
+/// test that cannot run there has lost a prerequisite the setup script
+/// should have installed, and CI must not pass without it.
 pub fn report_skip(what: std::fmt::Arguments<'_>) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr().lock(), "SKIP {what}");
+    if strict() {
+        panic!("KEEL_TEST_STRICT=1: a skip is a failure here: {what}");
+    }
+}
+
+/// Whether skips fail (`KEEL_TEST_STRICT=1`).
+pub fn strict() -> bool {
+    std::env::var("KEEL_TEST_STRICT").as_deref() == Ok("1")
+}
+
+/// Writes `NOT SELECTED <what>` for a test left out on purpose (an opt-in
+/// slow tier, e.g. `KEEL_TEST_STORE_NODE=1`): not a skip for want of a
+/// prerequisite, so strict mode lets it be.
+pub fn report_not_selected(what: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "NOT SELECTED {what}");
 }
 
 /// Finds `program` on PATH (or as an absolute path).
