@@ -17,6 +17,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use keel_builder::vm::{Vm, VmOptions, BOOT_FAILURES};
+use keel_cmd::CommandRunExt;
 use keel_qemu_tests::{check, images, prereq};
 
 /// Upper bound for a boot to multi-user (TCG on a busy 2-core machine is
@@ -130,6 +131,61 @@ fn test_tiny_boots_to_multi_user_read_only_with_tpm() {
     }
     let image = images::build("test-tiny").expect("keel build images/test-tiny");
     boot_and_check(test, &image, 1024, true);
+}
+
+/// The node's own state survives a reboot on the immutable OS: the first
+/// boot creates /var, /etc is an overlay kept there and writable, /root is
+/// writable; the second boot sees what the first wrote in /etc and the same
+/// machine-id. Both boots use one qcow2 overlay on the built image (kept
+/// between them, so the image file stays untouched).
+#[test]
+fn test_tiny_keeps_etc_and_root_across_a_reboot() {
+    let test = "test_tiny_keeps_etc_and_root_across_a_reboot";
+    if prereq::skip_vm_test(test) {
+        return;
+    }
+    let image = images::build("test-tiny").expect("keel build images/test-tiny");
+    let work = tempfile::tempdir().expect("tempdir");
+    let disk = work.path().join("node.qcow2");
+    Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+        .arg(image.bootable())
+        .arg(&disk)
+        .run()
+        .expect("qemu-img create");
+    let mut seen = Vec::new();
+    for boot in 1..=2 {
+        let log = work.path().join(format!("console-{boot}.log"));
+        let mut opts = VmOptions::new(&disk, &log);
+        opts.memory_mib = 1024;
+        opts.snapshot = false;
+        let started = Instant::now();
+        let mut vm = Vm::start(opts).expect("VM starts");
+        let found = vm
+            .wait_for_console_unless(check::LINE_REGEX, BOOT_FAILURES, boot_timeout())
+            .unwrap_or_else(|e| panic!("{test}: boot {boot}: no KEEL-CHECK line: {e:#}"));
+        eprintln!(
+            "{test}: boot {boot} after {:.1} s: {}",
+            started.elapsed().as_secs_f64(),
+            found.line
+        );
+        vm.stop().expect("VM stops");
+        let kv = check::parse(&found.line).expect("check line parses");
+        let get = |k: &str| kv.get(k).cloned().unwrap_or_else(|| "(missing)".into());
+        assert_eq!(get("etc-overlay"), "yes", "boot {boot}: {}", found.line);
+        assert_eq!(get("etc-writable"), "yes", "boot {boot}: {}", found.line);
+        assert_eq!(get("root-writable"), "yes", "boot {boot}: {}", found.line);
+        assert_eq!(get("usr-writable"), "no", "boot {boot}: {}", found.line);
+        assert_eq!(
+            get("etc-boots"),
+            boot.to_string(),
+            "boot {boot}: /etc must keep what the earlier boot wrote: {}",
+            found.line
+        );
+        seen.push(get("machine-id"));
+    }
+    assert!(seen[0].len() == 32, "a machine-id: {seen:?}");
+    assert_eq!(seen[0], seen[1], "the machine-id survives the reboot");
 }
 
 #[test]

@@ -10,6 +10,7 @@
 //! sign` and checked by keel-bootstrap.
 
 pub mod bundle;
+pub mod signature;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -249,7 +249,10 @@ pub fn parse_simulation(out: &str) -> Vec<LockedPackage> {
         .filter_map(|l| {
             let rest = l.strip_prefix("Inst ")?;
             let (name, rest) = rest.split_once(' ')?;
+            // `(VERSION SUITES [ARCH])`, possibly followed by ` []` (packages
+            // apt would break and repair): only what is inside the parentheses.
             let inner = rest.strip_prefix('(')?;
+            let inner = inner.split_once(')').map_or(inner, |(i, _)| i);
             let version = inner.split_whitespace().next()?;
             let arch = inner
                 .rsplit_once('[')

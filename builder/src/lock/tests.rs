@@ -22,6 +22,16 @@ fn parses_apt_simulation() {
 }
 
 #[test]
+fn architecture_comes_from_inside_the_parentheses() {
+    let pkgs = parse_simulation(
+        "Inst libc6 (2.36-9+deb12u14 Debian:12.12/stable [amd64]) []\n\
+         Inst tzdata (2025b-0+deb12u2 Debian:12.12/stable [all])\n",
+    );
+    assert_eq!(pkgs[0].architecture, "amd64", "{pkgs:?}");
+    assert_eq!(pkgs[1].architecture, "all", "{pkgs:?}");
+}
+
+#[test]
 fn parses_missing_version_errors() {
     let msg =
         "E: Version '1.0-1' for 'foo' was not found\nE: Version '2:3' for 'bar' was not found";

@@ -90,7 +90,9 @@ pub fn image_files(spec: &ImageSpec) -> Vec<(String, String)> {
         "etc/fstab".to_string(),
         format!(
             "# Keel: the root file system is read-only (dm-verity); state lives in /var.\n\
-             PARTLABEL={VAR_LABEL} /var ext4 defaults,nodev,nosuid,x-systemd.growfs,x-systemd.device-timeout=5min 0 2\n"
+             # The initrd checks and mounts it (keel-persistent-state.service) before /etc,\n\
+             # which is an overlay kept in /var; this line names the mount for systemd.\n\
+             PARTLABEL={VAR_LABEL} /var ext4 defaults,nodev,nosuid,x-systemd.growfs,x-systemd.device-timeout=5min 0 0\n"
         ),
     ));
     if spec.packages.install.iter().any(|p| p == "openssh-server") {
@@ -196,6 +198,7 @@ pub fn postinst(spec: &ImageSpec, inp: &RenderInputs<'_>) -> String {
     if !spec.services.disable.is_empty() {
         let _ = writeln!(s, "systemctl disable {}", spec.services.disable.join(" "));
     }
+    s.push_str(&super::state::postinst());
     s
 }
 

@@ -12,6 +12,7 @@
 //! partition on first boot. See docs/building-images.md for why.
 
 mod files;
+pub mod state;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -85,6 +86,9 @@ pub fn render(spec: &ImageSpec, inp: &RenderInputs<'_>) -> Rendered {
         script(files::postinst(spec, inp)),
     );
     out.insert("mkosi.finalize".into(), script(files::finalize(spec)));
+    for (path, content, mode) in state::initrd_files() {
+        out.insert(path.into(), RenderedFile { content, mode });
+    }
     out
 }
 
@@ -101,6 +105,8 @@ fn push_list(s: &mut String, key: &str, items: &[String]) {
 fn mkosi_conf(spec: &ImageSpec, inp: &RenderInputs<'_>) -> String {
     let d = &spec.distribution;
     let mut s = String::from("# Rendered by keel from image.toml: do not edit.\n\n");
+    // The initrd mounts /var and the persistent /etc overlay (see [`state`]).
+    let _ = writeln!(s, "[Config]\nInitrdInclude={}\n", state::INITRD_DIR);
     let _ = writeln!(
         s,
         "[Distribution]\nDistribution={}\nRelease={}\nArchitecture={}\nMirror={}\n",

@@ -19,9 +19,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
-use p256::ecdsa::{DerSignature, Signature, SigningKey, VerifyingKey};
-use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey};
+use p256::ecdsa::signature::hazmat::PrehashSigner;
+use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use p256::pkcs8::{DecodePrivateKey, EncodePublicKey};
 use sha2::{Digest, Sha256};
 use sigstore::crypto::signing_key::SigStoreKeyPair;
 use sigstore::crypto::SigningScheme;
@@ -127,11 +127,7 @@ pub fn load_signing_key(path: &Path, password: &[u8]) -> anyhow::Result<SigningK
 
 /// Reads a PEM public key (`cosign.pub` style).
 pub fn load_public_key(path: &Path) -> anyhow::Result<VerifyingKey> {
-    let pem =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    VerifyingKey::from_public_key_pem(&pem)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("{} is not an ECDSA P-256 public key", path.display()))
+    Ok(keel_manifest::signature::load_public_key(path)?)
 }
 
 /// Signs a SHA-256 digest; returns the DER signature.
@@ -144,13 +140,7 @@ pub fn sign_digest(key: &SigningKey, digest: &[u8; 32]) -> anyhow::Result<Vec<u8
 
 /// Checks a base64 DER signature over a SHA-256 digest.
 pub fn verify_digest(key: &VerifyingKey, digest: &[u8; 32], sig_b64: &str) -> anyhow::Result<()> {
-    let der = B64
-        .decode(sig_b64.trim())
-        .context("signature is not base64")?;
-    let sig = DerSignature::try_from(der.as_slice()).context("signature is not ASN.1 DER ECDSA")?;
-    let sig = Signature::try_from(sig).context("malformed ECDSA signature")?;
-    key.verify_prehash(digest, &sig)
-        .map_err(|_| anyhow::anyhow!("signature does not match"))
+    Ok(keel_manifest::signature::verify_digest(key, digest, sig_b64)?)
 }
 
 /// The sigstore bundle v0.3 for a keyed, offline signature.
