@@ -33,7 +33,8 @@ pub fn write_files(root: &Path, files: &[WriteFile]) -> Result<()> {
             old.append(&mut data);
             data = old;
         }
-        atomic_write(&path, &data, f.mode).with_context(|| format!("writing {}", path.display()))?;
+        atomic_write(&path, &data, f.mode)
+            .with_context(|| format!("writing {}", path.display()))?;
         std::os::unix::fs::chown(&path, Some(uid), gid)
             .or_else(|e| {
                 if skip_chown(uid, gid.unwrap_or(0)) {

@@ -62,7 +62,9 @@ pub fn resolve_owner(root: &Path, owner: &Owner) -> Result<(u32, Option<u32>)> {
             .iter()
             .find(|e| e.name == owner.user)
             .map(|e| e.uid)
-            .with_context(|| format!("no user {:?} in the image or the seed's users", owner.user))?,
+            .with_context(|| {
+                format!("no user {:?} in the image or the seed's users", owner.user)
+            })?,
     };
     let gid = match owner.group.as_deref() {
         None => None,

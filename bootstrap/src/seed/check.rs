@@ -161,7 +161,12 @@ fn summary(s: &Seed) -> Summary {
         network: s
             .network
             .as_ref()
-            .map(|n| n.render_networkd().into_iter().map(|(name, _)| name).collect())
+            .map(|n| {
+                n.render_networkd()
+                    .into_iter()
+                    .map(|(name, _)| name)
+                    .collect()
+            })
             .unwrap_or_default(),
         keel: u.keel.as_ref().map(|k| KeelSummary {
             enroll_url: k.enroll_url.clone(),

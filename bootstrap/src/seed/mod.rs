@@ -145,7 +145,9 @@ impl Seed {
             message,
         };
         let missing = |key: &str, example: &str| {
-            invalid(format!("keel: has no `{key}:`; add e.g. `{key}: {example}`"))
+            invalid(format!(
+                "keel: has no `{key}:`; add e.g. `{key}: {example}`"
+            ))
         };
         let url = k
             .enroll_url

@@ -136,7 +136,9 @@ pub fn parse(file: &str, text: &str) -> Result<(CloudConfig, Vec<String>), SeedE
     cfg.users = users;
     warnings.extend(w);
     for (i, f) in std::mem::take(&mut cfg.raw_files).into_iter().enumerate() {
-        let f = f.check().map_err(|e| invalid(format!("write_files[{i}]: {e}")))?;
+        let f = f
+            .check()
+            .map_err(|e| invalid(format!("write_files[{i}]: {e}")))?;
         cfg.write_files.push(f);
     }
     users::check_keys(&cfg.ssh_authorized_keys)

@@ -54,11 +54,12 @@ pub struct User {
 pub(super) fn normalize(file: &str, v: Value) -> Result<(Vec<User>, Vec<String>), String> {
     // (name, settings, where) in first-seen order.
     let mut entries: Vec<(String, Mapping, String)> = Vec::new();
-    let mut add = |name: String, settings: Mapping, at: String| {
-        match entries.iter_mut().find(|e| e.0 == name) {
-            Some(e) => e.1.extend(settings),
-            None => entries.push((name, settings, at)),
-        }
+    let mut add = |name: String, settings: Mapping, at: String| match entries
+        .iter_mut()
+        .find(|e| e.0 == name)
+    {
+        Some(e) => e.1.extend(settings),
+        None => entries.push((name, settings, at)),
     };
     match v {
         Value::Null => {}
@@ -149,8 +150,8 @@ pub(super) fn normalize(file: &str, v: Value) -> Result<(Vec<User>, Vec<String>)
         }
         let mut settings = settings;
         settings.insert("name".into(), Value::String(name.clone()));
-        let (user, w): (User, _) = yaml::from_value(file, &at, Value::Mapping(settings))
-            .map_err(|e| match e {
+        let (user, w): (User, _) =
+            yaml::from_value(file, &at, Value::Mapping(settings)).map_err(|e| match e {
                 super::SeedError::Invalid { message, .. } => message,
                 other => other.to_string(),
             })?;
@@ -165,8 +166,9 @@ pub(super) fn normalize(file: &str, v: Value) -> Result<(Vec<User>, Vec<String>)
 fn is_true(v: &Value) -> bool {
     match v {
         Value::Bool(b) => *b,
-        other => scalar_text(other)
-            .is_some_and(|s| ["true", "1", "on", "yes"].contains(&s.trim().to_lowercase().as_str())),
+        other => scalar_text(other).is_some_and(|s| {
+            ["true", "1", "on", "yes"].contains(&s.trim().to_lowercase().as_str())
+        }),
     }
 }
 

@@ -62,6 +62,10 @@ fn tag_binary<'a>(file: &str, text: &'a str) -> Result<Cow<'a, str>, SeedError> 
         // A syntax error: the real parse reports it with its position.
         return Ok(Cow::Borrowed(text));
     };
+    if !has_binary_tag(&after) {
+        // "!!binary" only occurs inside text.
+        return Ok(Cow::Borrowed(text));
+    }
     if only_tags_differ(&before, &after) {
         Ok(Cow::Owned(renamed))
     } else {
@@ -71,6 +75,17 @@ fn tag_binary<'a>(file: &str, text: &'a str) -> Result<Cow<'a, str>, SeedError> 
                       write the binary content with `encoding: b64` instead of !!binary"
                 .into(),
         })
+    }
+}
+
+fn has_binary_tag(v: &Value) -> bool {
+    match v {
+        Value::Tagged(t) => t.tag == BINARY_TAG || has_binary_tag(&t.value),
+        Value::Sequence(s) => s.iter().any(has_binary_tag),
+        Value::Mapping(m) => m
+            .iter()
+            .any(|(k, v)| has_binary_tag(k) || has_binary_tag(v)),
+        _ => false,
     }
 }
 
