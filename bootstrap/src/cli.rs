@@ -25,6 +25,35 @@ pub enum Command {
     Renew(TimerArgs),
     /// Pull, verify and apply the GitOps bundle.
     Sync(TimerArgs),
+    /// Work with first-boot seeds (cloud-init NoCloud).
+    Seed(SeedArgs),
+}
+
+/// `seed` subcommands.
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// What to do with the seed.
+    #[command(subcommand)]
+    pub command: SeedCommand,
+}
+
+/// What `seed` does.
+#[derive(Debug, Subcommand)]
+pub enum SeedCommand {
+    /// Parse and validate a seed completely without applying anything: print
+    /// warnings and what `run` would do. Exit code 0 when valid, 4 when not.
+    Check(CheckArgs),
+}
+
+/// `seed check` options.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The seed: a directory with meta-data/user-data (and network-config),
+    /// or an ISO 9660 / FAT image or device as `cloud-localds` makes.
+    pub path: PathBuf,
+    /// Print the report as JSON (fields: valid, source, error, warnings, summary).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options shared by the subcommands that use the state directory.
@@ -126,5 +155,21 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn seed_check_parses() {
+        let c = Cli::try_parse_from(["keel-bootstrap", "seed", "check", "seed.iso", "--json"])
+            .expect("parses");
+        match c.command {
+            Command::Seed(SeedArgs {
+                command: SeedCommand::Check(a),
+            }) => {
+                assert_eq!(a.path, PathBuf::from("seed.iso"));
+                assert!(a.json);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["keel-bootstrap", "seed", "check"]).is_err());
     }
 }

@@ -1,24 +1,25 @@
 //! What each subcommand does: `run` (seed → apply → state machine),
-//! `status`, and the timer entry points `renew` and `sync`. Exit codes
-//! are chosen here (see [`exit_code`]).
+//! `status`, `seed check`, and the timer entry points `renew` and `sync`.
+//! Exit codes are chosen here (see [`exit_code`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::cli::{Cli, Command, RunArgs, StatusArgs, TimerArgs};
+use crate::cli::{CheckArgs, Cli, Command, RunArgs, SeedCommand, StatusArgs, TimerArgs};
 use crate::enroll::EnrollStep;
 use crate::machine::{self, Backoff, Ctx, MachineError, Step, StepError};
 use crate::progress::Progress;
-use crate::seed::{locate, SeedError};
+use crate::seed::{check, locate, SeedError};
 use crate::state::{State, StateDir};
 use crate::steps::{self, AcmeStep, CephStep, FinishStep, GitopsStep};
 
 /// Exit code: a step failed for good (e.g. enrollment rejected); retrying
 /// will not help until a person acts. The unit does not restart on it.
 pub const EXIT_FATAL: i32 = 3;
-/// Exit code: the seed is missing or invalid.
+/// Exit code: the seed is missing or invalid (found while reading it, or
+/// while applying it: an owner the image does not have).
 pub const EXIT_SEED: i32 = 4;
 
 /// The exit code for an error from [`main`].
@@ -45,6 +46,9 @@ pub fn main(cli: Cli) -> Result<()> {
         Command::Status(a) => status(a),
         Command::Renew(a) => renew(a),
         Command::Sync(a) => sync(a),
+        Command::Seed(a) => match a.command {
+            SeedCommand::Check(c) => seed_check(c),
+        },
     }
 }
 
@@ -65,6 +69,14 @@ fn run(a: RunArgs) -> Result<()> {
         }
     };
     let seed = found.seed;
+    // Refuse a seed that cannot enroll before changing anything.
+    if let Err(e) = seed.keel() {
+        for w in &seed.warnings {
+            tracing::warn!("{w}");
+        }
+        progress.problem(&format!("{e}"));
+        return Err(e.into());
+    }
     progress.status(&format!(
         "seed {} from {}",
         seed.meta.instance_id,
@@ -138,6 +150,21 @@ fn status(a: StatusArgs) -> Result<()> {
     if let Some(i) = &p.seed_applied {
         println!("seed:     {i} applied");
     }
+    Ok(())
+}
+
+/// `seed check`: the checks `run` does before applying, and a report.
+fn seed_check(a: CheckArgs) -> Result<()> {
+    let found = locate::load_any(&a.path);
+    let source = a.path.display().to_string();
+    let report = check::report(&source, found.as_ref().map(|f| &f.seed));
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", check::render_text(&report));
+    }
+    let found = found?;
+    found.seed.keel()?;
     Ok(())
 }
 

@@ -1,61 +1,48 @@
-//! `write_files`: decode (text, base64, gzip, gzip+base64), write atomically
-//! with the given mode, owner and append flag.
+//! `write_files`: write each (already checked and decoded) entry atomically
+//! with its mode, owner and append flag. An owner that names no user or
+//! group of the target root is a seed error ([`SeedError`], exit code 4):
+//! retrying cannot fix it.
 
-use std::io::Read;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
-use base64::Engine;
+use anyhow::{Context, Result};
 
 use crate::fsutil::{atomic_write, in_root};
 use crate::seed::user_data::WriteFile;
-
-/// Decodes a write_files entry's content.
-pub fn decode(f: &WriteFile) -> Result<Vec<u8>> {
-    let b64 = |s: &str| {
-        let clean: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        base64::engine::general_purpose::STANDARD
-            .decode(clean)
-            .context("content is not valid base64")
-    };
-    let gunzip = |b: Vec<u8>| -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&b[..])
-            .read_to_end(&mut out)
-            .context("content is not valid gzip")?;
-        Ok(out)
-    };
-    Ok(match f.encoding.as_deref().unwrap_or("text/plain") {
-        "text/plain" | "text" | "plain" => f.content.clone().into_bytes(),
-        "b64" | "base64" => b64(&f.content)?,
-        "gz" | "gzip" => gunzip(f.content.clone().into_bytes())?,
-        "gz+b64" | "gzip+base64" | "gz+base64" | "gzip+b64" => gunzip(b64(&f.content)?)?,
-        other => bail!("encoding {other:?} is not supported (b64, gzip, gz+b64, text/plain)"),
-    })
-}
+use crate::seed::SeedError;
 
 /// Writes every entry under `root`.
 pub fn write_files(root: &Path, files: &[WriteFile]) -> Result<()> {
     for f in files {
-        let path = in_root(root, &f.path).with_context(|| {
-            format!(
+        // Checked when parsing; kept for callers that build entries by hand.
+        let path = in_root(root, &f.path).ok_or_else(|| SeedError::Invalid {
+            file: "user-data".into(),
+            message: format!(
                 "write_files path {:?} must be absolute, without '..'",
                 f.path
-            )
+            ),
         })?;
-        let mut data = decode(f).with_context(|| format!("write_files {}", f.path))?;
-        let mode = f.permissions.unwrap_or(0o644);
+        let (uid, gid) =
+            super::users::resolve_owner(root, &f.owner).map_err(|e| SeedError::Invalid {
+                file: "user-data".into(),
+                message: format!("write_files {}: owner {}: {e:#}", f.path, f.owner),
+            })?;
+        let mut data = f.data.clone();
         if f.append {
             let mut old = std::fs::read(&path).unwrap_or_default();
             old.append(&mut data);
             data = old;
         }
-        atomic_write(&path, &data, mode).with_context(|| format!("writing {}", path.display()))?;
-        let owner = f.owner.as_deref().unwrap_or("root:root");
-        let (uid, gid) = super::users::resolve_owner(root, owner)
-            .with_context(|| format!("write_files {}: owner {owner:?}", f.path))?;
-        std::os::unix::fs::chown(&path, Some(uid), Some(gid))
-            .or_else(|e| if skip_chown(uid, gid) { Ok(()) } else { Err(e) })
+        atomic_write(&path, &data, f.mode)
+            .with_context(|| format!("writing {}", path.display()))?;
+        std::os::unix::fs::chown(&path, Some(uid), gid)
+            .or_else(|e| {
+                if skip_chown(uid, gid.unwrap_or(0)) {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
             .with_context(|| format!("chown {}", path.display()))?;
     }
     Ok(())

@@ -19,7 +19,11 @@ use crate::seed::Seed;
 pub use files::write_files;
 pub use users::apply_users;
 
-/// Applies everything; warnings (e.g. unknown time zone) are logged.
+/// Applies everything; warnings (e.g. unknown time zone) are logged. The
+/// seed's content was checked when it was parsed; what can still fail here
+/// is I/O, and an owner naming an account the image lacks (a [`SeedError`]).
+///
+/// [`SeedError`]: crate::seed::SeedError
 pub fn apply(seed: &Seed, root: &Path) -> Result<()> {
     for w in &seed.warnings {
         tracing::warn!("{w}");
@@ -146,6 +150,7 @@ pub fn ntp(root: &Path, ntp: &Ntp) -> Result<()> {
             )?;
         }
         other => {
+            // Refused when the seed is parsed.
             anyhow::bail!("ntp_client {other:?} is not supported (chrony or systemd-timesyncd)")
         }
     }

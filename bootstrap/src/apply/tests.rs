@@ -3,10 +3,8 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use base64::Engine;
-
 use super::*;
-use crate::seed::user_data::WriteFile;
+use crate::seed::user_data::{Owner, WriteFile};
 
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).expect("stat").permissions().mode() & 0o7777
@@ -33,61 +31,112 @@ fn is_root() -> bool {
 }
 
 #[test]
-fn write_files_encodings_modes_append() {
-    let root = tempfile::tempdir().expect("tempdir");
-    let gz = {
-        use std::io::Write;
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        e.write_all(b"zipped").expect("gz");
-        e.finish().expect("gz")
+fn write_files_modes_owners_append() {
+    let root = scratch_root();
+    let wf = |path: &str, data: &[u8], mode: u32, owner: Owner, append: bool| WriteFile {
+        path: path.into(),
+        data: data.to_vec(),
+        mode,
+        owner,
+        append,
+        defer: false,
     };
-    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    let wf = |path: &str, content: String, enc: Option<&str>, perm: Option<u32>, append: bool| {
-        WriteFile {
-            path: path.into(),
-            content,
-            encoding: enc.map(str::to_string),
-            permissions: perm,
-            owner: None,
-            append,
-            defer: false,
-        }
-    };
+    let root_owner = Owner::default;
     let files = vec![
-        wf("/etc/plain", "hello\n".into(), None, Some(0o600), false),
-        wf("/etc/b64", b64(b"decoded"), Some("b64"), None, false),
-        wf("/etc/gzb64", b64(&gz), Some("gz+b64"), None, false),
-        wf("/etc/app", "one\n".into(), None, None, true),
-        wf("/etc/app", "two\n".into(), None, None, true),
+        wf("/etc/plain", b"hello\n", 0o600, root_owner(), false),
+        wf("/etc/bin", &[0, 159, 255], 0o644, root_owner(), false),
+        wf("/etc/app", b"one\n", 0o640, root_owner(), true),
+        wf("/etc/app", b"two\n", 0o640, root_owner(), true),
     ];
     if !is_root() {
         keel_testbed::report_skip(format_args!(
-            "write_files_encodings_modes_append: chown needs root"
+            "write_files_modes_owners_append: chown needs root"
         ));
         return;
     }
     write_files(root.path(), &files).expect("writes");
-    let r = |p: &str| std::fs::read_to_string(root.path().join(p)).expect(p);
-    assert_eq!(r("etc/plain"), "hello\n");
+    let r = |p: &str| std::fs::read(root.path().join(p)).expect(p);
+    assert_eq!(r("etc/plain"), b"hello\n");
     assert_eq!(mode(&root.path().join("etc/plain")), 0o600);
-    assert_eq!(r("etc/b64"), "decoded");
-    assert_eq!(r("etc/gzb64"), "zipped");
-    assert_eq!(r("etc/app"), "one\ntwo\n");
-    assert_eq!(mode(&root.path().join("etc/b64")), 0o644);
+    assert_eq!(r("etc/bin"), [0, 159, 255]);
+    assert_eq!(r("etc/app"), b"one\ntwo\n");
+    assert_eq!(mode(&root.path().join("etc/app")), 0o640);
 
+    // Owner without a group: the group stays (root), as in cloud-init.
+    let adm = Owner {
+        user: "root".into(),
+        group: Some("adm".into()),
+    };
+    write_files(root.path(), &[wf("/etc/g", b"", 0o644, adm, false)]).expect("adm");
+    assert_eq!(
+        std::fs::metadata(root.path().join("etc/g"))
+            .expect("stat")
+            .gid(),
+        4
+    );
+    let no_group = Owner {
+        user: "0".into(),
+        group: None,
+    };
+    write_files(root.path(), &[wf("/etc/g", b"", 0o644, no_group, false)]).expect("uid only");
+    assert_eq!(
+        std::fs::metadata(root.path().join("etc/g"))
+            .expect("stat")
+            .gid(),
+        0
+    );
+
+    // Seed errors found while applying are SeedErrors: exit code 4.
     let bad = [
-        wf("relative", String::new(), None, None, false),
-        wf("/etc/../../x", String::new(), None, None, false),
-        wf("/etc/x", "!!".into(), Some("b64"), None, false),
-        wf("/etc/x", "x".into(), Some("rot13"), None, false),
+        wf("relative", b"", 0o644, root_owner(), false),
+        wf("/etc/../../x", b"", 0o644, root_owner(), false),
+        wf(
+            "/etc/x",
+            b"",
+            0o644,
+            Owner {
+                user: "nobody-here".into(),
+                group: None,
+            },
+            false,
+        ),
+        wf(
+            "/etc/x",
+            b"",
+            0o644,
+            Owner {
+                user: "root".into(),
+                group: Some("nogroup-here".into()),
+            },
+            false,
+        ),
     ];
     for b in bad {
-        assert!(
-            write_files(root.path(), std::slice::from_ref(&b)).is_err(),
-            "{b:?}"
-        );
+        let e = write_files(root.path(), std::slice::from_ref(&b))
+            .context("writing write_files")
+            .expect_err(&b.path);
+        assert_eq!(crate::run::exit_code(&e), crate::run::EXIT_SEED, "{e:#}");
     }
+    let e = write_files(
+        root.path(),
+        &[wf(
+            "/etc/x",
+            b"",
+            0o644,
+            Owner {
+                user: "nobody-here".into(),
+                group: None,
+            },
+            false,
+        )],
+    )
+    .expect_err("unknown user");
+    assert_eq!(
+        e.to_string(),
+        "user-data: write_files /etc/x: owner nobody-here: no user \"nobody-here\" in the image or the seed's users"
+    );
     assert!(!root.path().join("x").exists());
+    assert!(!root.path().join("etc/x").exists());
 }
 
 #[test]

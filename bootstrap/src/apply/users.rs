@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use keel_cmd::CommandRunExt;
 
 use crate::fsutil::{atomic_write, in_root};
-use crate::seed::user_data::{CloudConfig, User};
+use crate::seed::user_data::{CloudConfig, Owner, User};
 
 /// A passwd entry.
 #[derive(Debug, Clone)]
@@ -51,26 +51,28 @@ fn group_gid(root: &Path, name: &str) -> Option<u32> {
     })
 }
 
-/// Resolves `user[:group]` (names or numbers) against the root's databases.
-pub fn resolve_owner(root: &Path, owner: &str) -> Result<(u32, u32)> {
-    let (u, g) = owner.split_once(':').unwrap_or((owner, ""));
-    let users = passwd(root);
-    let (uid, primary) = match u.parse::<u32>() {
-        Ok(n) => (n, n),
-        Err(_) if u == "root" => (0, 0),
-        Err(_) => users
+/// Resolves an owner (names or numbers) against the root's databases: the
+/// uid, and the gid when a group is named (none: the file keeps its group,
+/// as in cloud-init).
+pub fn resolve_owner(root: &Path, owner: &Owner) -> Result<(u32, Option<u32>)> {
+    let uid = match owner.user.parse::<u32>() {
+        Ok(n) => n,
+        Err(_) if owner.user == "root" => 0,
+        Err(_) => passwd(root)
             .iter()
-            .find(|e| e.name == u)
-            .map(|e| (e.uid, e.gid))
-            .with_context(|| format!("no user {u:?}"))?,
+            .find(|e| e.name == owner.user)
+            .map(|e| e.uid)
+            .with_context(|| {
+                format!("no user {:?} in the image or the seed's users", owner.user)
+            })?,
     };
-    let gid = match g {
-        "" => primary,
-        "root" => 0,
-        g => match g.parse::<u32>() {
+    let gid = match owner.group.as_deref() {
+        None => None,
+        Some("root") => Some(0),
+        Some(g) => Some(match g.parse::<u32>() {
             Ok(n) => n,
-            Err(_) => group_gid(root, g).with_context(|| format!("no group {g:?}"))?,
-        },
+            Err(_) => group_gid(root, g).with_context(|| format!("no group {g:?} in the image"))?,
+        }),
     };
     Ok((uid, gid))
 }

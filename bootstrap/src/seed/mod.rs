@@ -4,11 +4,18 @@
 //! the command line ([`locate`]).
 //!
 //! Parsing is pure ([`Seed::parse`]); [`Seed::load_dir`] does the I/O.
+//! Parsing also checks every value that applying the seed would use (file
+//! modes, encodings, paths, user names, the host name), so that a seed that
+//! parses cannot fail to apply because of its content, and
+//! `keel-bootstrap seed check` ([`check`]) catches everything `run` would.
 
+pub mod check;
+pub mod files;
 pub mod locate;
 pub mod meta;
 pub mod network;
 pub mod user_data;
+pub mod users;
 mod yaml;
 
 use std::path::{Path, PathBuf};
@@ -40,6 +47,13 @@ pub enum SeedError {
         /// What is wrong.
         message: String,
     },
+    /// user-data has no `keel:` section: the node cannot enroll.
+    #[error(
+        "user-data has no `keel:` section, so the node cannot enroll; add at least: \
+         keel: {{enroll-url: https://enroll.example.com:8443, enroll-ca: <PEM CA certificate>, \
+         store-id: <store>, token: <one-time token>}} (token may be left out if the TPM is allow-listed)"
+    )]
+    NoKeel,
     /// A required file is missing.
     #[error("{0}: missing (a NoCloud seed needs meta-data and user-data)")]
     Missing(PathBuf),
@@ -96,12 +110,74 @@ impl Seed {
             }
             None => None,
         };
-        Ok(Seed {
+        let seed = Seed {
             meta,
             user,
             network,
             warnings,
-        })
+        };
+        if let Some(h) = seed.hostname() {
+            if !valid_hostname(&h) {
+                let file = if seed.user.hostname.is_some() || seed.meta.local_hostname.is_none() {
+                    "user-data"
+                } else {
+                    "meta-data"
+                };
+                return Err(SeedError::Invalid {
+                    file: file.into(),
+                    message: format!(
+                        "host name {h:?} is not valid (letters, digits and '-', at most 63, \
+                         not starting or ending with '-')"
+                    ),
+                });
+            }
+        }
+        Ok(seed)
+    }
+
+    /// The `keel:` section, with what enrollment needs: an https
+    /// `enroll-url`, an `enroll-ca` holding a PEM certificate, a `store-id`.
+    /// `run` and `seed check` both call this before anything is applied.
+    pub fn keel(&self) -> Result<&KeelConfig, SeedError> {
+        let k = self.user.keel.as_ref().ok_or(SeedError::NoKeel)?;
+        let invalid = |message: String| SeedError::Invalid {
+            file: "user-data".into(),
+            message,
+        };
+        let missing = |key: &str, example: &str| {
+            invalid(format!(
+                "keel: has no `{key}:`; add e.g. `{key}: {example}`"
+            ))
+        };
+        let url = k
+            .enroll_url
+            .as_deref()
+            .ok_or_else(|| missing("enroll-url", "https://enroll.example.com:8443"))?;
+        let parsed = reqwest::Url::parse(url).ok();
+        if parsed.as_ref().map(reqwest::Url::scheme) != Some("https")
+            || parsed.as_ref().and_then(reqwest::Url::host_str).is_none()
+        {
+            return Err(invalid(format!(
+                "keel.enroll-url {url:?} is not an https:// URL"
+            )));
+        }
+        let ca = k
+            .enroll_ca
+            .as_deref()
+            .ok_or_else(|| missing("enroll-ca", "| <PEM certificate>"))?;
+        match reqwest::Certificate::from_pem_bundle(ca.as_bytes()) {
+            Ok(certs) if !certs.is_empty() => {}
+            _ => {
+                return Err(invalid(
+                    "keel.enroll-ca holds no PEM certificate (-----BEGIN CERTIFICATE----- ...)"
+                        .into(),
+                ))
+            }
+        }
+        if k.store_id.as_deref().is_none_or(|s| s.trim().is_empty()) {
+            return Err(missing("store-id", "store-0042"));
+        }
+        Ok(k)
     }
 
     /// Reads a seed directory (the layout of a CIDATA volume).
@@ -138,6 +214,15 @@ impl Seed {
             .map(|h| h.split('.').next().unwrap_or_default().to_string())
             .filter(|h| !h.is_empty())
     }
+}
+
+/// RFC 1123 host name label (the short name Keel sets).
+fn valid_hostname(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 63
+        && !h.starts_with('-')
+        && !h.ends_with('-')
+        && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 #[cfg(test)]

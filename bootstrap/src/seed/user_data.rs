@@ -9,7 +9,10 @@
 
 use serde::Deserialize;
 
-use super::{yaml, SeedError};
+use super::files::RawWriteFile;
+pub use super::files::{Owner, WriteFile};
+pub use super::users::User;
+use super::{users, yaml, SeedError};
 
 /// The parsed `#cloud-config` document.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -19,72 +22,29 @@ pub struct CloudConfig {
     pub hostname: Option<String>,
     /// Fully qualified name, written to /etc/hosts.
     pub fqdn: Option<String>,
-    /// Accounts to create. cloud-init's `default` entry is accepted and ignored
-    /// (Keel images have no distribution default user).
+    /// Accounts to create (see [`super::users`] for the accepted forms).
+    /// cloud-init's `default` entry is accepted and ignored (Keel images
+    /// have no distribution default user).
     #[serde(skip)]
     pub users: Vec<User>,
     /// `users:` as written; [`parse`] turns it into [`CloudConfig::users`].
     #[serde(rename = "users")]
-    raw_users: Vec<serde_yaml_ng::Value>,
+    raw_users: serde_yaml_ng::Value,
     /// Keys for root's authorized_keys (there is no default user).
     pub ssh_authorized_keys: Vec<String>,
-    /// Files to write.
+    /// Files to write, checked and decoded (see [`super::files`]).
+    #[serde(skip)]
     pub write_files: Vec<WriteFile>,
+    /// `write_files:` as written; [`parse`] checks it into
+    /// [`CloudConfig::write_files`].
+    #[serde(rename = "write_files")]
+    raw_files: Vec<RawWriteFile>,
     /// Time zone name, e.g. `Europe/Berlin`.
     pub timezone: Option<String>,
     /// Time servers.
     pub ntp: Option<Ntp>,
     /// Keel's own settings.
     pub keel: Option<KeelConfig>,
-}
-
-/// One `users:` entry.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct User {
-    /// Login name (required).
-    pub name: String,
-    /// Full name / comment.
-    pub gecos: Option<String>,
-    /// Supplementary groups (list or comma-separated string); created if missing.
-    #[serde(deserialize_with = "string_or_list")]
-    pub groups: Vec<String>,
-    /// sudoers rules, e.g. `ALL=(ALL) NOPASSWD:ALL`; `false` means none.
-    #[serde(deserialize_with = "sudo")]
-    pub sudo: Vec<String>,
-    /// Login shell.
-    pub shell: Option<String>,
-    /// Home directory (default /home/NAME).
-    pub homedir: Option<String>,
-    /// Public keys for this user's authorized_keys.
-    pub ssh_authorized_keys: Vec<String>,
-    /// Lock the password (default true, as in cloud-init).
-    pub lock_passwd: Option<bool>,
-    /// A crypt(3) password hash.
-    pub passwd: Option<String>,
-    /// Create as a system account.
-    pub system: bool,
-}
-
-/// One `write_files:` entry.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct WriteFile {
-    /// Absolute path (inside the target root).
-    pub path: String,
-    /// Content, encoded as `encoding` says.
-    pub content: String,
-    /// `text/plain` (default), `b64`/`base64`, `gz`/`gzip`, `gz+b64`/`gzip+base64`.
-    pub encoding: Option<String>,
-    /// Octal mode as a string (`'0644'`), default 0644.
-    #[serde(deserialize_with = "permissions")]
-    pub permissions: Option<u32>,
-    /// `user:group`, default `root:root`.
-    pub owner: Option<String>,
-    /// Append instead of replacing.
-    pub append: bool,
-    /// Accepted for compatibility; Keel writes every file in one stage.
-    pub defer: bool,
 }
 
 /// The `ntp:` section.
@@ -168,85 +128,28 @@ pub fn parse(file: &str, text: &str) -> Result<(CloudConfig, Vec<String>), SeedE
         ));
     }
     let (mut cfg, mut warnings): (CloudConfig, _) = yaml::from_str(file, text)?;
-    for (i, v) in std::mem::take(&mut cfg.raw_users).into_iter().enumerate() {
-        if v.as_str() == Some("default") {
-            continue;
+    let invalid = |message: String| SeedError::Invalid {
+        file: file.to_string(),
+        message,
+    };
+    let (users, w) = users::normalize(file, std::mem::take(&mut cfg.raw_users)).map_err(invalid)?;
+    cfg.users = users;
+    warnings.extend(w);
+    for (i, f) in std::mem::take(&mut cfg.raw_files).into_iter().enumerate() {
+        let f = f
+            .check()
+            .map_err(|e| invalid(format!("write_files[{i}]: {e}")))?;
+        cfg.write_files.push(f);
+    }
+    users::check_keys(&cfg.ssh_authorized_keys)
+        .map_err(|e| invalid(format!("ssh_authorized_keys: {e}")))?;
+    if let Some(ntp) = &cfg.ntp {
+        let client = ntp.ntp_client.as_deref().unwrap_or("auto");
+        if !["auto", "chrony", "systemd-timesyncd"].contains(&client) {
+            return Err(invalid(format!(
+                "ntp.ntp_client {client:?} is not supported (auto, chrony or systemd-timesyncd)"
+            )));
         }
-        let at = format!("users[{i}]");
-        let (user, w): (User, _) = yaml::from_value(file, &at, v)?;
-        if user.name.is_empty() {
-            return Err(SeedError::Invalid {
-                file: file.to_string(),
-                message: format!("{at}: a user needs `name:`"),
-            });
-        }
-        warnings.extend(w);
-        cfg.users.push(user);
     }
     Ok((cfg, warnings))
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    Ok(match Option::<OneOrMany>::deserialize(d)? {
-        None => Vec::new(),
-        Some(OneOrMany::One(s)) => s
-            .split(',')
-            .map(|g| g.trim().to_string())
-            .filter(|g| !g.is_empty())
-            .collect(),
-        Some(OneOrMany::Many(v)) => v,
-    })
-}
-
-fn sudo<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Sudo {
-        Off(bool),
-        One(String),
-        Many(Vec<String>),
-    }
-    match Option::<Sudo>::deserialize(d)? {
-        None | Some(Sudo::Off(false)) => Ok(Vec::new()),
-        Some(Sudo::Off(true)) => Err(serde::de::Error::custom(
-            "sudo: true is not a rule; write e.g. \"ALL=(ALL) NOPASSWD:ALL\"",
-        )),
-        Some(Sudo::One(s)) => Ok(vec![s]),
-        Some(Sudo::Many(v)) => Ok(v),
-    }
-}
-
-fn permissions<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Mode {
-        Text(String),
-        // YAML 1.1 reads an unquoted 0644 as octal 420, YAML 1.2 as decimal
-        // 644; cloud-init documents the quoted form. An integer is taken as
-        // the octal digits written.
-        Int(u32),
-    }
-    let parse = |s: &str| {
-        let t = s.trim().trim_start_matches("0o");
-        u32::from_str_radix(t, 8)
-            .ok()
-            .filter(|m| *m <= 0o7777)
-            .ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "permissions {s:?} is not an octal mode like '0644'"
-                ))
-            })
-    };
-    match Option::<Mode>::deserialize(d)? {
-        None => Ok(None),
-        Some(Mode::Text(s)) => parse(&s).map(Some),
-        Some(Mode::Int(i)) => parse(&i.to_string()).map(Some),
-    }
 }
