@@ -37,9 +37,15 @@ pub struct Config {
     pub database: String,
     /// Directory of trusted TPM vendor root/intermediate certificates (PEM/DER).
     pub ek_roots: PathBuf,
-    /// Directory of trusted release manifests (`*.json`, keel-manifest format).
+    /// Directory of trusted release manifests (`*.json`, keel-manifest
+    /// format), each with its cosign signature beside it (`NAME.json.sig`).
     #[serde(default)]
     pub manifests_dir: Option<PathBuf>,
+    /// The release signing public key (`cosign.pub`, PEM): only manifests
+    /// whose signature verifies against it are loaded. Required with
+    /// `manifests-dir`.
+    #[serde(default)]
+    pub manifest_key: Option<PathBuf>,
     /// Explicit PCR policy file (TOML, keel-attest format), merged with manifests.
     #[serde(default)]
     pub pcr_policy: Option<PathBuf>,
@@ -144,6 +150,9 @@ impl Config {
         fix(&mut self.node_ca_key);
         fix(&mut self.ek_roots);
         if let Some(p) = self.manifests_dir.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = self.manifest_key.as_mut() {
             fix(p);
         }
         if let Some(p) = self.pcr_policy.as_mut() {

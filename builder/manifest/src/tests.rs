@@ -142,3 +142,65 @@ fn rejects_bad_manifests() {
     }
     assert!(matches!(parse("not json"), Err(ManifestError::Json(_))));
 }
+
+mod signatures {
+    use crate::signature::{load_verified, public_key_from_pem, verify_blob, SignatureError};
+    use base64::Engine as _;
+    use p256::ecdsa::signature::Signer as _;
+    use p256::ecdsa::{Signature, SigningKey};
+    use p256::pkcs8::{EncodePublicKey as _, LineEnding};
+
+    fn signed(key: &SigningKey, data: &[u8]) -> String {
+        let sig: Signature = key.sign(data);
+        base64::engine::general_purpose::STANDARD.encode(sig.to_der().as_bytes())
+    }
+
+    #[test]
+    fn blob_signatures_are_checked_and_every_alteration_refused() {
+        let key = SigningKey::random(&mut rand::rngs::OsRng);
+        let other = SigningKey::random(&mut rand::rngs::OsRng);
+        let vk = *key.verifying_key();
+        let sig = signed(&key, b"release");
+        verify_blob(&vk, b"release", &sig).expect("good");
+        verify_blob(&vk, b"release\n", &format!("{sig}\n")).expect_err("tampered data");
+        assert!(matches!(
+            verify_blob(&vk, b"release", &signed(&other, b"release")),
+            Err(SignatureError::Mismatch)
+        ));
+        assert!(matches!(
+            verify_blob(&vk, b"release", "%%%"),
+            Err(SignatureError::Base64)
+        ));
+        assert!(matches!(
+            verify_blob(&vk, b"release", "AAAA"),
+            Err(SignatureError::Der)
+        ));
+        let pem = vk.to_public_key_pem(LineEnding::LF).expect("pem");
+        assert_eq!(public_key_from_pem(&pem, "k").expect("pem key"), vk);
+        assert!(matches!(
+            public_key_from_pem(
+                "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+                "k"
+            ),
+            Err(SignatureError::Key(_))
+        ));
+    }
+
+    #[test]
+    fn load_verified_parses_exactly_the_signed_bytes() {
+        let key = SigningKey::random(&mut rand::rngs::OsRng);
+        let t = tempfile::tempdir().expect("tmp");
+        let f = t.path().join("m.json");
+        let text = serde_json::to_string(&super::sample()).expect("json");
+        std::fs::write(&f, &text).expect("write");
+        std::fs::write(t.path().join("m.json.sig"), signed(&key, text.as_bytes())).expect("sig");
+        let m = load_verified(&f, key.verifying_key()).expect("verified");
+        assert_eq!(m, super::sample());
+        std::fs::write(&f, text.replace("1.2.3", "1.2.4")).expect("tamper");
+        let e = load_verified(&f, key.verifying_key()).expect_err("tampered");
+        assert!(e.to_string().contains("does not match"), "{e}");
+        std::fs::remove_file(t.path().join("m.json.sig")).expect("rm");
+        let e = load_verified(&f, key.verifying_key()).expect_err("no sig");
+        assert!(e.to_string().contains("m.json.sig"), "{e}");
+    }
+}

@@ -59,11 +59,7 @@ pub fn initrd_files() -> Vec<(String, String, u32)> {
                 .to_string(),
             0o644,
         ),
-        (
-            format!("{sd}/keel-persistent-state.service"),
-            unit,
-            0o644,
-        ),
+        (format!("{sd}/keel-persistent-state.service"), unit, 0o644),
         (
             format!("{sd}/initrd-root-fs.target.d/50-keel.conf"),
             dropin,
@@ -115,7 +111,8 @@ say "/var mounted from $var, /etc is persistent"
 /// Lines for the post-installation script (inside the image): move /root
 /// and /home into /var and leave symlinks.
 pub fn postinst() -> String {
-    let mut s = String::from("# Keel: /root and /home live in /var (the root file system is read-only).\n");
+    let mut s =
+        String::from("# Keel: /root and /home live in /var (the root file system is read-only).\n");
     for (dir, target) in [("root", "roothome"), ("home", "home")] {
         s.push_str(&format!(
             "if [ -d /{dir} ] && [ ! -L /{dir} ]; then\n    \

@@ -140,7 +140,9 @@ pub fn sign_digest(key: &SigningKey, digest: &[u8; 32]) -> anyhow::Result<Vec<u8
 
 /// Checks a base64 DER signature over a SHA-256 digest.
 pub fn verify_digest(key: &VerifyingKey, digest: &[u8; 32], sig_b64: &str) -> anyhow::Result<()> {
-    Ok(keel_manifest::signature::verify_digest(key, digest, sig_b64)?)
+    Ok(keel_manifest::signature::verify_digest(
+        key, digest, sig_b64,
+    )?)
 }
 
 /// The sigstore bundle v0.3 for a keyed, offline signature.

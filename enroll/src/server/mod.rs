@@ -58,14 +58,31 @@ impl std::fmt::Debug for App {
     }
 }
 
-/// Builds the verifier's reference values: the policy file, then every trusted
-/// release manifest (`*.json`) in the manifests directory.
-pub fn load_policy(policy: Option<&Path>, manifests: Option<&Path>) -> anyhow::Result<PcrPolicy> {
+/// Builds the verifier's reference values: the policy file, then every
+/// release manifest (`*.json`) in the manifests directory whose cosign
+/// signature (`NAME.json.sig`) verifies against `manifest_key`. A manifest
+/// without a valid signature stops the service with the file and the reason:
+/// reference values nobody signed must not admit nodes, and a silently
+/// skipped release would refuse its nodes with no hint why.
+pub fn load_policy(
+    policy: Option<&Path>,
+    manifests: Option<&Path>,
+    manifest_key: Option<&Path>,
+) -> anyhow::Result<PcrPolicy> {
     let mut p = match policy {
         Some(path) => PcrPolicy::load(path).context("loading PCR policy")?,
         None => PcrPolicy::default(),
     };
     if let Some(dir) = manifests {
+        let key_path = manifest_key.with_context(|| {
+            format!(
+                "manifests-dir = {} needs manifest-key = PATH (the release signing public key): \
+                 only signed manifests are loaded",
+                dir.display()
+            )
+        })?;
+        let key =
+            keel_manifest::signature::load_public_key(key_path).context("loading manifest-key")?;
         let mut files: Vec<_> = std::fs::read_dir(dir)
             .with_context(|| format!("reading {}", dir.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -73,9 +90,16 @@ pub fn load_policy(policy: Option<&Path>, manifests: Option<&Path>) -> anyhow::R
             .collect();
         files.sort();
         for f in files {
-            let m = keel_manifest::load(&f).with_context(|| format!("loading {}", f.display()))?;
+            let m = keel_manifest::signature::load_verified(&f, &key)
+                .context("loading a trusted release manifest (sign it with `keel sign`)")?;
             p.add_manifest(&m)
                 .with_context(|| format!("reference values of {}", f.display()))?;
+            tracing::info!(
+                "release {} {} trusted ({})",
+                m.image.name,
+                m.image.version,
+                f.display()
+            );
         }
     }
     Ok(p)
@@ -86,7 +110,11 @@ impl App {
     pub fn new(loaded: &Loaded, store: Arc<dyn Store>) -> anyhow::Result<App> {
         let c = &loaded.config;
         let trust = TrustStore::load_dir(&c.ek_roots).context("loading EK trust roots")?;
-        let policy = load_policy(c.pcr_policy.as_deref(), c.manifests_dir.as_deref())?;
+        let policy = load_policy(
+            c.pcr_policy.as_deref(),
+            c.manifests_dir.as_deref(),
+            c.manifest_key.as_deref(),
+        )?;
         let node_cert = NodeCertIssuer::load(
             &c.node_ca_cert,
             &c.node_ca_key,
