@@ -2,6 +2,11 @@
 //! (`sd_notify STATUS=`, shown by `systemctl status`), the log (journald
 //! under systemd, else stderr) and one plain line on the console a field
 //! technician is looking at (`--console /dev/console`, default stderr).
+//!
+//! `/dev/console` is only the *last* `console=` of the kernel command line
+//! (a store node has a screen on tty0 and a serial line on ttyS0): the
+//! agent writes to every active console the kernel lists, so the line shows
+//! wherever somebody is looking.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,16 +17,38 @@ use sd_notify::NotifyState;
 /// Where console lines go.
 #[derive(Debug)]
 pub struct Progress {
-    console: Mutex<Option<std::fs::File>>,
+    console: Mutex<Vec<std::fs::File>>,
     console_path: Option<PathBuf>,
 }
 
+/// The kernel's active consoles (`/sys/class/tty/console/active`, e.g.
+/// `tty0 ttyS0`) as device paths.
+pub fn active_consoles(active: &str) -> Vec<PathBuf> {
+    active
+        .split_whitespace()
+        .filter(|n| n.chars().all(|c| c.is_ascii_alphanumeric()))
+        .map(|n| Path::new("/dev").join(n))
+        .collect()
+}
+
 impl Progress {
-    /// Console lines go to `console` if it opens, else stderr.
+    /// Console lines go to `console` if it opens (for `/dev/console`: every
+    /// active console), else stderr.
     pub fn new(console: Option<&Path>) -> Progress {
-        let file = console.and_then(|p| std::fs::OpenOptions::new().append(true).open(p).ok());
+        let open = |p: &Path| std::fs::OpenOptions::new().append(true).open(p).ok();
+        let mut files = Vec::new();
+        if let Some(p) = console {
+            if p == Path::new("/dev/console") {
+                let active =
+                    std::fs::read_to_string("/sys/class/tty/console/active").unwrap_or_default();
+                files.extend(active_consoles(&active).iter().filter_map(|d| open(d)));
+            }
+            if files.is_empty() {
+                files.extend(open(p));
+            }
+        }
         Progress {
-            console: Mutex::new(file),
+            console: Mutex::new(files),
             console_path: console.map(Path::to_path_buf),
         }
     }
@@ -51,13 +78,31 @@ impl Progress {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        let written = guard
-            .as_mut()
-            .map(|f| f.write_all(line.as_bytes()).is_ok())
-            .unwrap_or(false);
+        let mut written = false;
+        for f in guard.iter_mut() {
+            written |= f.write_all(line.as_bytes()).is_ok();
+        }
         // Under systemd stderr is the journal, which already has the log line.
         if !written && self.console_path.is_none() && std::env::var_os("JOURNAL_STREAM").is_none() {
             let _ = std::io::stderr().write_all(line.as_bytes());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_active_console_is_written() {
+        assert_eq!(
+            active_consoles("tty0 ttyS0\n"),
+            [PathBuf::from("/dev/tty0"), PathBuf::from("/dev/ttyS0")]
+        );
+        assert!(active_consoles("").is_empty());
+        assert!(
+            active_consoles("../etc ttyS0").len() == 1,
+            "only plain device names"
+        );
     }
 }

@@ -104,6 +104,7 @@ fn boot_and_check(test: &str, image: &images::BuiltImage, memory_mib: u32, has_c
         found.line
     );
     assert_eq!(get("tpmrm0"), "yes", "/dev/tpmrm0 missing: {}", found.line);
+    check_measured_boot(&image.dir, get("pcr4"), get("pcr11"));
 
     let status = vm.stop().expect("VM stops");
     eprintln!(
@@ -120,6 +121,31 @@ fn boot_and_check(test: &str, image: &images::BuiltImage, memory_mib: u32, has_c
     assert_eq!(
         before, after,
         "snapshot mode must leave the image file untouched"
+    );
+}
+
+/// The PCRs the booted node measured (OVMF + systemd-boot + systemd-stub +
+/// systemd-pcrphase, quoted by `tpm2_pcrread` in the guest) are the ones the
+/// release manifest predicted at build time: PCR 4 exactly, PCR 11 at one of
+/// its boot phases.
+fn check_measured_boot(release: &std::path::Path, pcr4: &str, pcr11: &str) {
+    let m: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(release.join("manifest.json")).expect("release manifest"),
+    )
+    .expect("manifest json");
+    assert_eq!(
+        m["pcrs"]["4"]["value"].as_str(),
+        Some(pcr4),
+        "measured PCR 4 differs from the manifest's prediction"
+    );
+    let p11 = &m["pcrs"]["11"];
+    let mut allowed: Vec<&str> = p11["value"].as_str().into_iter().collect();
+    if let Some(ph) = p11["phases"].as_object() {
+        allowed.extend(ph.values().filter_map(|v| v.as_str()));
+    }
+    assert!(
+        allowed.contains(&pcr11),
+        "measured PCR 11 {pcr11} is none of the manifest's {allowed:?}"
     );
 }
 

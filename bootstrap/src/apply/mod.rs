@@ -39,14 +39,37 @@ pub fn apply(seed: &Seed, root: &Path) -> Result<()> {
     if let Some(ntp) = &seed.user.ntp {
         self::ntp(root, ntp).context("configuring ntp")?;
     }
+    let mut network_written = false;
     if let Some(net) = &seed.network {
         for (name, content) in net.render_networkd() {
             let p = root.join("etc/systemd/network").join(name);
             atomic_write(&p, content.as_bytes(), 0o644)
                 .with_context(|| format!("writing {}", p.display()))?;
+            network_written = true;
         }
     }
+    if root == Path::new("/") {
+        take_effect(seed, network_written);
+    }
     Ok(())
+}
+
+/// On the node itself (root `/`), makes the running system follow what was
+/// just written: the host name now (not only after a reboot), and
+/// systemd-networkd re-reads its files. Failures are logged, not fatal: the
+/// files are in place and hold from the next boot on.
+fn take_effect(seed: &Seed, network_written: bool) {
+    use keel_cmd::CommandRunExt as _;
+    if let Some(h) = seed.hostname() {
+        if let Err(e) = std::process::Command::new("hostname").arg(&h).run() {
+            tracing::warn!("setting the running host name to {h}: {e}");
+        }
+    }
+    if network_written {
+        if let Err(e) = std::process::Command::new("networkctl").arg("reload").run() {
+            tracing::warn!("asking systemd-networkd to reload its configuration: {e}");
+        }
+    }
 }
 
 /// Writes /etc/hostname and an /etc/hosts entry for the name (and FQDN).

@@ -22,11 +22,36 @@ use object::LittleEndian as LE;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
-/// The UKI sections systemd-stub (v254) measures, in measuring order.
-/// `.pcrsig` is deliberately not measured.
+/// The UKI sections systemd-stub (v253 and newer) measures, in measuring
+/// order. `.pcrsig` is deliberately not measured.
 pub const UKI_SECTIONS: [&str; 9] = [
     ".linux", ".osrel", ".cmdline", ".initrd", ".splash", ".dtb", ".uname", ".sbat", ".pcrpkey",
 ];
+
+/// What systemd-stub 252 (Debian 12's) measures: it predates `.uname` and
+/// `.sbat` measurement and skips both. Seen on a real boot of test-tiny
+/// under OVMF: the quoted PCR 11 matched only this list.
+pub const UKI_SECTIONS_252: [&str; 7] = [
+    ".linux", ".osrel", ".cmdline", ".initrd", ".splash", ".dtb", ".pcrpkey",
+];
+
+/// The systemd-stub major version a UKI carries in its `.sdmagic` section
+/// (`#### LoaderInfo: systemd-stub 252.39-1~deb12u2 ####`).
+pub fn stub_version(sections: &[(String, Vec<u8>)]) -> Option<u32> {
+    let (_, magic) = sections.iter().find(|(n, _)| n == ".sdmagic")?;
+    let text = String::from_utf8_lossy(magic);
+    let rest = text.split("systemd-stub ").nth(1)?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// The sections the UKI's own stub measures into PCR 11.
+pub fn measured_sections(sections: &[(String, Vec<u8>)]) -> &'static [&'static str] {
+    match stub_version(sections) {
+        Some(v) if v < 253 => &UKI_SECTIONS_252,
+        _ => &UKI_SECTIONS,
+    }
+}
 
 /// The boot phases systemd-pcrphase measures into PCR 11.
 pub const PHASES: [&str; 4] = ["enter-initrd", "leave-initrd", "sysinit", "ready"];
@@ -71,7 +96,7 @@ pub fn pe_sections(pe: &[u8]) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
 pub fn pcr11(sections: &[(String, Vec<u8>)]) -> PcrExpectation {
     let mut pcr = [0u8; 32];
     let mut components = Vec::new();
-    for name in UKI_SECTIONS {
+    for name in measured_sections(sections) {
         let Some((_, data)) = sections.iter().find(|(n, _)| n == name) else {
             continue;
         };
