@@ -82,7 +82,9 @@ impl Harness {
             p.loaded.config.max_body_bytes,
         )
         .await?;
-        let base_url = format!("https://127.0.0.1:{}", running.addr.port());
+        // The address it listens on (a namespace's bridge address in the
+        // end-to-end test), which the server certificate names.
+        let base_url = format!("https://{}", running.addr);
         Ok(Harness {
             dir: p.dir,
             config_path: p.config_path,
@@ -121,7 +123,13 @@ impl Harness {
 pub fn prepare(o: &Options) -> anyhow::Result<Prepared> {
     let dir = tempfile::Builder::new().prefix("keel-enroll-").tempdir()?;
     let d = dir.path();
-    crate::devcerts::write(d, &[]).context("dev certs")?;
+    let listen_host: Vec<String> = o
+        .listen
+        .as_deref()
+        .and_then(|l| l.parse::<std::net::SocketAddr>().ok())
+        .map(|a| vec![a.ip().to_string()])
+        .unwrap_or_default();
+    crate::devcerts::write(d, &listen_host).context("dev certs")?;
     let roots = d.join("ek-roots");
     std::fs::create_dir_all(&roots)?;
     for (i, pem) in o.ek_roots.iter().enumerate() {

@@ -191,6 +191,37 @@ impl EventLog {
     }
 }
 
+/// The boot phases systemd-pcrphase extends into PCR 11 from user space,
+/// in order. They happen after the firmware's log is closed, so no event
+/// log records them: a verifier accepts PCR 11 when it equals the logged
+/// value extended by a prefix of this sequence.
+pub const PCRPHASE_PCR: u8 = 11;
+/// See [`PCRPHASE_PCR`].
+pub const PCRPHASES: [&str; 4] = ["enter-initrd", "leave-initrd", "sysinit", "ready"];
+
+/// Whether the replayed value `logged` of PCR `pcr` explains the quoted one:
+/// equal, or for PCR 11, equal after extending some prefix of the boot
+/// phases (at most all four, each once, in order). Returns the phases used.
+pub fn explains(pcr: u8, logged: &[u8; 32], quoted: &[u8]) -> Option<Vec<&'static str>> {
+    if logged.as_slice() == quoted {
+        return Some(Vec::new());
+    }
+    if pcr != PCRPHASE_PCR {
+        return None;
+    }
+    let mut cur = *logged;
+    for (i, phase) in PCRPHASES.iter().enumerate() {
+        let mut h = Sha256::new();
+        h.update(cur);
+        h.update(Sha256::digest(phase.as_bytes()));
+        cur = h.finalize().into();
+        if cur.as_slice() == quoted {
+            return Some(PCRPHASES[..=i].to_vec());
+        }
+    }
+    None
+}
+
 /// A PCR's value after TPM2_Startup(CLEAR) (PC Client profile).
 pub fn initial_value(pcr: u8, startup_locality: u8) -> [u8; 32] {
     match pcr {

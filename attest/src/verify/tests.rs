@@ -111,6 +111,35 @@ fn event_log_parse_and_replay() {
 }
 
 #[test]
+fn pcr11_may_carry_boot_phases_the_log_cannot_have() {
+    use crate::verify::eventlog::{explains, PCRPHASES};
+    let ext = |cur: [u8; 32], d: &[u8]| -> [u8; 32] {
+        let h: [u8; 32] = crate::tpm2::HashAlg::Sha256
+            .digest(&[d])
+            .try_into()
+            .unwrap();
+        crate::tpm2::HashAlg::Sha256
+            .digest(&[&cur, &h])
+            .try_into()
+            .unwrap()
+    };
+    let logged = ext([0; 32], b".linux section");
+    assert_eq!(explains(11, &logged, &logged), Some(vec![]));
+    let mut cur = logged;
+    for (i, p) in PCRPHASES.iter().enumerate() {
+        cur = ext(cur, p.as_bytes());
+        assert_eq!(explains(11, &logged, &cur), Some(PCRPHASES[..=i].to_vec()));
+    }
+    // Out of order, repeated, unknown or past the last phase: not explained.
+    let skipped = ext(logged, b"leave-initrd");
+    assert_eq!(explains(11, &logged, &skipped), None);
+    assert_eq!(explains(11, &logged, &ext(cur, b"ready")), None);
+    assert_eq!(explains(11, &logged, &ext(logged, b"shutdown")), None);
+    // Only PCR 11 gets this: any other PCR must replay exactly.
+    assert_eq!(explains(4, &logged, &ext(logged, b"enter-initrd")), None);
+}
+
+#[test]
 fn event_log_startup_locality() {
     let mut b = EventLogBuilder::new();
     let mut data = b"StartupLocality\0".to_vec();

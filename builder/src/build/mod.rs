@@ -85,7 +85,7 @@ pub fn build(args: &BuildArgs) -> anyhow::Result<BuildSummary> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let out_dir = std::fs::canonicalize(&args.out)?;
-    if let Some(s) = up_to_date(args, &prep, &out_dir, started, false) {
+    if let Some(s) = up_to_date(args, &prep, &out_dir, started, false)? {
         return Ok(s);
     }
 
@@ -99,7 +99,7 @@ pub fn build(args: &BuildArgs) -> anyhow::Result<BuildSummary> {
         if let Some(new) = &p.relocked {
             prep = inputs::prepare_with(&args.image_dir, Some(new.clone()))?;
             // The last build may have been from this very lock.
-            if let Some(s) = up_to_date(args, &prep, &out_dir, started, true) {
+            if let Some(s) = up_to_date(args, &prep, &out_dir, started, true)? {
                 return Ok(s);
             }
         }
@@ -174,23 +174,34 @@ pub fn build(args: &BuildArgs) -> anyhow::Result<BuildSummary> {
 }
 
 /// The summary of a skipped build when the output directory's build record
-/// has exactly `prep`'s inputs and its artifacts are unchanged.
+/// has exactly `prep`'s inputs and its artifacts are unchanged. The release
+/// (manifest, PCR predictions, signatures) is written again all the same:
+/// it is cheap, and this Keel or this `--sign-key` may differ from the last.
 fn up_to_date(
     args: &BuildArgs,
     prep: &Prepared,
     out_dir: &Path,
     started: Instant,
     relocked: bool,
-) -> Option<BuildSummary> {
+) -> anyhow::Result<Option<BuildSummary>> {
     if args.force {
-        return None;
+        return Ok(None);
     }
-    let rec = BuildRecord::load(out_dir)?;
+    let Some(rec) = BuildRecord::load(out_dir) else {
+        return Ok(None);
+    };
     if let Some(why) = rec.stale_reason(&prep.inputs, out_dir, &outputs::cheap_hash(&rec)) {
         tracing::info!("rebuilding: {why}");
-        return None;
+        return Ok(None);
     }
-    Some(BuildSummary {
+    let uki = out_dir.join(format!("{}.efi", prep.spec.image.name));
+    let outs = outputs::Outputs {
+        artifacts: rec.artifacts.clone(),
+        uki: uki.is_file().then_some(uki),
+        roothash: rec.verity_roothash.clone(),
+    };
+    release(args, prep, &rec, out_dir, &outs)?;
+    Ok(Some(BuildSummary {
         image: prep.spec.image.name.clone(),
         version: prep.spec.image.version.clone(),
         skipped: true,
@@ -201,7 +212,7 @@ fn up_to_date(
         relocked,
         from_pool: 0,
         seconds: started.elapsed().as_secs_f64(),
-    })
+    }))
 }
 
 fn release(
