@@ -25,7 +25,8 @@ use super::Vm;
 #[derive(Debug, Subcommand)]
 pub enum VmCommand {
     /// Boot an image (raw or qcow2) under QEMU with UEFI firmware and a fresh software TPM.
-    Run(RunArgs),
+    // Boxed: the run options are far bigger than the other variants.
+    Run(Box<RunArgs>),
     /// Show whether KVM works here (probing if needed) and which accelerator `keel vm` uses.
     Accel(AccelArgs),
 }
@@ -105,7 +106,7 @@ pub struct AccelArgs {
 /// Runs a `keel vm` subcommand.
 pub fn run(cmd: VmCommand) -> anyhow::Result<()> {
     match cmd {
-        VmCommand::Run(args) => run_vm(args),
+        VmCommand::Run(args) => run_vm(*args),
         VmCommand::Accel(args) => show_accel(args),
     }
 }
