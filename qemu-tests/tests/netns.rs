@@ -8,12 +8,16 @@
 //! inside (the cluster's own `ceph`, pebble's directory over HTTPS trusting
 //! its listener CA, `git ls-remote`), then checks from the root namespace
 //! that the address is not there at all, and that the namespace is gone
-//! after drop. `test_tiny_reaches_the_bridge_over_a_tap_nic` boots test-tiny
-//! with its NIC on the bridge and has the guest open a TCP connection to a
-//! listener on the host address: real two-way IP between guest and host side.
+//! after drop. `test_tiny_boots_with_its_nic_on_a_tap_on_the_bridge` boots
+//! test-tiny with its NIC on a tap device that `keel vm` made on the bridge
+//! and checks the tap (in the namespace, a port of br0, carrier from QEMU)
+//! and the boot. It cannot check IP from the guest: test-tiny configures no
+//! network, and its serial console asks for a password despite its
+//! `serial-autologin`, so a test cannot type a network setup either. The
+//! first-boot test gives the guest its address through the seed's
+//! network-config ([`TestNet::guest_addr`], [`TestNet::guest_mac`]).
 
-use std::io::Read;
-use std::net::{SocketAddr, SocketAddrV4, TcpListener};
+use std::net::{SocketAddrV4, TcpListener};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -147,9 +151,15 @@ fn boot_timeout() -> Duration {
     Duration::from_secs(secs)
 }
 
+/// `ip -o link show dev NAME` in the namespace.
+fn link(net: &TestNet, name: &str) -> String {
+    net.ip(&["-o", "link", "show", "dev", name])
+        .unwrap_or_else(|e| e.to_string())
+}
+
 #[test]
-fn test_tiny_reaches_the_bridge_over_a_tap_nic() {
-    let test = "test_tiny_reaches_the_bridge_over_a_tap_nic";
+fn test_tiny_boots_with_its_nic_on_a_tap_on_the_bridge() {
+    let test = "test_tiny_boots_with_its_nic_on_a_tap_on_the_bridge";
     if prereq::skip_vm_test(test) || keel_testbed::skip_unless(&["ip"]) {
         return;
     }
@@ -159,12 +169,8 @@ fn test_tiny_reaches_the_bridge_over_a_tap_nic() {
     let image = images::build("test-tiny").expect("keel build images/test-tiny");
     let work = tempfile::tempdir().expect("tempdir");
     let log = work.path().join("console.log");
-    let (host, guest) = (net.host_addr(), net.guest_addr(0));
     let mac = net.guest_mac(0);
 
-    let inside = net.enter().expect("entering the namespace");
-    let listener = TcpListener::bind((host, 0)).expect("listener on the bridge");
-    let port = listener.local_addr().expect("addr").port();
     let mut opts = VmOptions::new(image.bootable(), &log);
     opts.memory_mib = 1024;
     opts.network = Network::Tap {
@@ -172,16 +178,22 @@ fn test_tiny_reaches_the_bridge_over_a_tap_nic() {
         bridge: Some(net.bridge().into()),
     };
     opts.mac = Some(MacAddr::parse(&mac).expect("mac"));
-    let mut vm = Vm::start(opts).expect("VM starts on the tap");
-    let tap = net
-        .ip(&["-br", "link", "show", "dev", "keel-tap0"])
-        .expect("tap in the namespace");
-    assert!(tap.contains("keel-tap0"), "{tap}");
-    let master = net
-        .ip(&["-o", "link", "show", "master", "br0"])
-        .expect("bridge ports");
-    assert!(master.contains("keel-tap0"), "{master}");
-    drop(inside);
+    let mut vm = net
+        .run(|| Vm::start(opts))
+        .expect("entering the namespace")
+        .expect("VM starts on the tap");
+    assert_eq!(vm.tap_name(), Some("keel-tap0"));
+
+    // The tap is in the namespace (not the root one), a port of br0, and
+    // has carrier: QEMU holds it open.
+    let end = Instant::now() + Duration::from_secs(10);
+    while !link(&net, "keel-tap0").contains("LOWER_UP") {
+        assert!(Instant::now() < end, "{}", link(&net, "keel-tap0"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let tap = link(&net, "keel-tap0");
+    assert!(tap.contains("master br0"), "{tap}");
+    assert!(!std::path::Path::new("/sys/class/net/keel-tap0").exists());
 
     vm.wait_for_console_unless(
         r"Reached target .*Multi-User System",
@@ -189,54 +201,10 @@ fn test_tiny_reaches_the_bridge_over_a_tap_nic() {
         boot_timeout(),
     )
     .unwrap_or_else(|e| panic!("{test}: {e:#}"));
-    // The check unit runs after multi-user; by then the serial console has
-    // logged root in (test-tiny's serial autologin).
-    vm.wait_for_console(check::LINE_REGEX, Duration::from_secs(300))
+    let found = vm
+        .wait_for_console(check::LINE_REGEX, Duration::from_secs(300))
         .unwrap_or_else(|e| panic!("{test}: no KEEL-CHECK line: {e:#}"));
-    std::thread::sleep(Duration::from_secs(2));
-    // Give the guest an address with systemd-networkd (in bookworm's
-    // systemd package) and connect to the host side with bash's /dev/tcp.
-    let script = format!(
-        "mkdir -p /run/systemd/network && \
-         printf '[Match]\\nMACAddress={mac}\\n[Network]\\nAddress={guest}/24\\n' \
-           > /run/systemd/network/10-keel-test.network && \
-         systemctl restart systemd-networkd && \
-         for i in $(seq 30); do \
-           (echo keel-guest-hello > /dev/tcp/{host}/{port}) 2>/dev/null && break; sleep 1; \
-         done; echo KEEL-NET-DONE=$i\n"
-    );
-    vm.send_console(&script).expect("typing on the console");
-
-    listener.set_nonblocking(true).expect("nonblocking");
-    let started = Instant::now();
-    let mut retyped = false;
-    let (mut conn, peer) = loop {
-        match listener.accept() {
-            Ok(c) => break c,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                // Typed before the shell read the console? Once more.
-                if !retyped && started.elapsed() > Duration::from_secs(90) {
-                    vm.send_console(&script).expect("typing on the console");
-                    retyped = true;
-                }
-                assert!(
-                    started.elapsed() < Duration::from_secs(240),
-                    "{test}: the guest did not connect to {host}:{port}; console:\n{}",
-                    vm.console_log()
-                );
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(e) => panic!("{test}: accept: {e}"),
-        }
-    };
-    assert_eq!(peer, SocketAddr::from((guest, peer.port())), "{peer}");
-    conn.set_nonblocking(false).expect("blocking");
-    conn.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let mut got = String::new();
-    conn.read_to_string(&mut got).expect("read from guest");
-    assert_eq!(got.trim(), "keel-guest-hello");
-    eprintln!("{test}: guest {peer} reached {host}:{port} over the tap");
+    eprintln!("{test}: booted on keel-tap0 ({mac}): {}", found.line);
 
     vm.stop().expect("VM stops");
     // The VM deleted its tap; dropping the net deletes the namespace.
