@@ -66,8 +66,8 @@ pkgs=(
   cryptsetup-bin uidmap python3-pefile fdisk
   # mkosi's local repository for pooled packages (PackageDirectories=)
   reprepro
-  # VMs with firmware and a software TPM
-  ovmf swtpm swtpm-tools tpm2-tools
+  # VMs with firmware and a software TPM; iproute2 (ip) for the tests' network namespace and tap
+  ovmf swtpm swtpm-tools tpm2-tools iproute2
   # OSTree, seeds, services used by tests
   ostree cloud-image-utils xorriso git ceph pebble postgresql
   # misc (python3-venv: the SPDX validator used by the SBOM tests)

@@ -298,6 +298,7 @@ fn server_down_is_an_error_and_previous_stays() {
 fn mtls_client_certificate_is_presented() {
     let Some(b) = bed(GitServerOptions {
         require_client_cert: true,
+        ..GitServerOptions::default()
     }) else {
         return;
     };

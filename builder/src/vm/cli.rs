@@ -16,8 +16,8 @@ use clap::{Args, Subcommand};
 use regex::Regex;
 
 use super::options::{
-    AccelChoice, ConsoleMode, PortForward, VmOptions, DEFAULT_CPUS, DEFAULT_DISK_GIB,
-    DEFAULT_MEMORY_MIB,
+    parse_ifname, AccelChoice, ConsoleMode, MacAddr, Network, PortForward, VmOptions, DEFAULT_CPUS,
+    DEFAULT_DISK_GIB, DEFAULT_MEMORY_MIB,
 };
 use super::Vm;
 
@@ -25,7 +25,8 @@ use super::Vm;
 #[derive(Debug, Subcommand)]
 pub enum VmCommand {
     /// Boot an image (raw or qcow2) under QEMU with UEFI firmware and a fresh software TPM.
-    Run(RunArgs),
+    // Boxed: the run options are far bigger than the other variants.
+    Run(Box<RunArgs>),
     /// Show whether KVM works here (probing if needed) and which accelerator `keel vm` uses.
     Accel(AccelArgs),
 }
@@ -51,8 +52,23 @@ pub struct RunArgs {
     #[arg(long, default_value_t = DEFAULT_CPUS)]
     pub cpus: u32,
     /// Forward 127.0.0.1:HOSTPORT to the guest's GUESTPORT (TCP); repeatable, e.g. --forward 2222:22.
-    #[arg(long = "forward", value_name = "HOSTPORT:GUESTPORT")]
+    #[arg(
+        long = "forward",
+        value_name = "HOSTPORT:GUESTPORT",
+        conflicts_with = "tap"
+    )]
     pub forwards: Vec<PortForward>,
+    /// Put the NIC on tap device NAME instead of user networking (needs root). The
+    /// tap must exist unless --bridge is given. Use `ip netns exec NS keel vm run ...`
+    /// to run the VM and its tap inside a network namespace.
+    #[arg(long, value_name = "NAME", value_parser = parse_ifname)]
+    pub tap: Option<String>,
+    /// Create the --tap device, attach it to bridge BRIDGE, and delete it when the VM stops.
+    #[arg(long, value_name = "BRIDGE", requires = "tap", value_parser = parse_ifname)]
+    pub bridge: Option<String>,
+    /// The NIC's MAC address (default 52:54:00:12:34:56); guests on one bridge need different ones.
+    #[arg(long, value_name = "MAC")]
+    pub mac: Option<MacAddr>,
     /// Also write the serial console to FILE (with --json or no terminal: only there).
     #[arg(long, value_name = "FILE")]
     pub console_log: Option<PathBuf>,
@@ -90,7 +106,7 @@ pub struct AccelArgs {
 /// Runs a `keel vm` subcommand.
 pub fn run(cmd: VmCommand) -> anyhow::Result<()> {
     match cmd {
-        VmCommand::Run(args) => run_vm(args),
+        VmCommand::Run(args) => run_vm(*args),
         VmCommand::Accel(args) => show_accel(args),
     }
 }
@@ -113,6 +129,14 @@ fn run_vm(args: RunArgs) -> anyhow::Result<()> {
     opts.memory_mib = args.memory;
     opts.cpus = args.cpus;
     opts.forwards = args.forwards.clone();
+    opts.network = match &args.tap {
+        Some(ifname) => Network::Tap {
+            ifname: ifname.clone(),
+            bridge: args.bridge.clone(),
+        },
+        None => Network::User,
+    };
+    opts.mac = args.mac;
     opts.seed = args.seed.clone();
     opts.accel = args.accel;
     opts.kernel_args = args.kernel_args.clone();
@@ -154,6 +178,8 @@ fn run_vm(args: RunArgs) -> anyhow::Result<()> {
             "qemu-pid": vm.qemu_pid(),
             "swtpm-pid": vm.swtpm_pid(),
             "forwards": vm.forwards(),
+            "tap": args.tap,
+            "mac": args.mac,
             "console-log": console_path,
             "snapshot": !args.no_snapshot,
         });
@@ -298,5 +324,34 @@ mod tests {
         assert_eq!(r.timeout, Some(60));
         assert_eq!(r.accel, AccelChoice::Tcg);
         assert!(T::try_parse_from(["vm", "run", "i", "--forward", "22"]).is_err());
+    }
+
+    #[test]
+    fn tap_arguments_parse() {
+        let t = T::try_parse_from([
+            "vm",
+            "run",
+            "img.qcow2",
+            "--tap",
+            "keel-tap0",
+            "--bridge",
+            "br0",
+            "--mac",
+            "52:54:00:e7:07:01",
+        ])
+        .expect("parses");
+        let VmCommand::Run(r) = t.cmd else {
+            panic!("not run")
+        };
+        assert_eq!(r.tap.as_deref(), Some("keel-tap0"));
+        assert_eq!(r.bridge.as_deref(), Some("br0"));
+        assert_eq!(r.mac, Some(MacAddr([0x52, 0x54, 0, 0xe7, 7, 1])));
+        // Forwards are a user-networking feature; a bridge needs a tap.
+        assert!(
+            T::try_parse_from(["vm", "run", "i", "--tap", "t", "--forward", "2222:22"]).is_err()
+        );
+        assert!(T::try_parse_from(["vm", "run", "i", "--bridge", "br0"]).is_err());
+        assert!(T::try_parse_from(["vm", "run", "i", "--tap", "bad,name"]).is_err());
+        assert!(T::try_parse_from(["vm", "run", "i", "--mac", "01:00:5e:00:00:01"]).is_err());
     }
 }

@@ -12,18 +12,20 @@ use regex::Regex;
 
 use super::console::{ConsoleLog, ConsoleMatch};
 use super::options::{
-    ConsoleMode, ImageFormat, PortForward, VmOptions, STOP_GRACE, TCG_KERNEL_ARGS,
+    ConsoleMode, ImageFormat, Network, PortForward, VmOptions, STOP_GRACE, TCG_KERNEL_ARGS,
 };
 use super::process::Tracked;
-use super::qemu::{qemu_args, Accel, QemuPlan, SerialPlan, OVMF_VARS, QEMU};
+use super::qemu::{qemu_args, Accel, NicPlan, QemuPlan, SerialPlan, OVMF_VARS, QEMU};
 use super::swtpm::Swtpm;
+use super::tap::TapDevice;
 use super::{accel, disk, seed};
 
 /// A running VM. Dropping it stops QEMU and swtpm and removes its state.
 #[derive(Debug)]
 pub struct Vm {
-    // Field order is drop order: QEMU first, then swtpm, then the directory.
+    // Field order is drop order: QEMU first, then its tap, swtpm, the directory.
     qemu: Tracked,
+    tap: Option<TapDevice>,
     swtpm: Swtpm,
     console: Option<ConsoleLog>,
     console_socket: Option<PathBuf>,
@@ -36,13 +38,29 @@ pub struct Vm {
 
 impl Vm {
     /// Starts a VM: manufactures a TPM, copies the firmware variables,
-    /// prepares the seed, picks the accelerator and launches QEMU.
+    /// prepares the seed, picks the accelerator, sets up the tap device
+    /// (with [`Network::Tap`]) and launches QEMU. QEMU, swtpm and the tap
+    /// are in the calling thread's network namespace.
     pub fn start(opts: VmOptions) -> anyhow::Result<Vm> {
-        let missing = super::missing_host_tools();
+        let mut missing = super::missing_host_tools();
+        if matches!(
+            opts.network,
+            Network::Tap {
+                bridge: Some(_),
+                ..
+            }
+        ) && super::find_program("ip").is_none()
+        {
+            missing.push("ip".to_string());
+        }
         anyhow::ensure!(
             missing.is_empty(),
             "missing host tools for VMs: {} (./setup.sh installs them)",
             missing.join(", ")
+        );
+        anyhow::ensure!(
+            opts.forwards.is_empty() || opts.network == Network::User,
+            "port forwards work only with user networking, not on a tap device"
         );
         let image = std::path::absolute(&opts.image)
             .with_context(|| format!("resolving {}", opts.image.display()))?;
@@ -79,6 +97,24 @@ impl Vm {
             }
         };
         let (image, format, snapshot) = disk::prepare(&image, format, &opts, &d)?;
+        let (nic, tap) = match &opts.network {
+            Network::User => (
+                NicPlan::User {
+                    forwards: opts.forwards.clone(),
+                },
+                None,
+            ),
+            Network::Tap { ifname, bridge } => {
+                let tap = bridge
+                    .as_deref()
+                    .map(|b| TapDevice::create(ifname, b))
+                    .transpose()?;
+                let nic = NicPlan::Tap {
+                    ifname: ifname.clone(),
+                };
+                (nic, tap)
+            }
+        };
         let pidfile = d.join("qemu.pid");
         let mut kernel_args = opts.kernel_args.clone();
         if accel == Accel::Tcg {
@@ -93,7 +129,8 @@ impl Vm {
             snapshot,
             ovmf_vars,
             tpm_socket: swtpm.socket.clone(),
-            forwards: opts.forwards.clone(),
+            nic,
+            mac: opts.mac,
             serial,
             seed_iso,
             pidfile: pidfile.clone(),
@@ -118,6 +155,7 @@ impl Vm {
         let qemu = Tracked::spawn("qemu", &mut cmd)?;
         let mut vm = Vm {
             qemu,
+            tap,
             swtpm,
             console,
             console_socket,
@@ -181,6 +219,11 @@ impl Vm {
     /// The host port forwards.
     pub fn forwards(&self) -> &[PortForward] {
         &self.forwards
+    }
+
+    /// The tap device this VM created (with [`Network::Tap`] and a bridge).
+    pub fn tap_name(&self) -> Option<&str> {
+        self.tap.as_ref().map(TapDevice::name)
     }
 
     /// Time since QEMU was started.
@@ -303,6 +346,8 @@ impl Vm {
     /// Like [`Vm::stop`], for callers that keep the value (e.g. to read the log after).
     pub fn stop_in_place(&mut self) -> anyhow::Result<ExitStatus> {
         let status = self.qemu.stop(STOP_GRACE).context("stopping QEMU")?;
+        // Deleting the tap needs QEMU gone (it holds the device open).
+        drop(self.tap.take());
         self.swtpm.stop().context("stopping swtpm")?;
         Ok(status)
     }

@@ -8,6 +8,11 @@
 //! [`Vm::wait_for_console`]. QEMU and swtpm are tracked by PID and stopped on
 //! [`Vm::stop`], on drop, and (in the CLI) on Ctrl-C or SIGTERM.
 //!
+//! The NIC is on QEMU user networking (outbound NAT plus loopback port
+//! forwards) by default, or on a tap device on a bridge ([`Network::Tap`]),
+//! which end-to-end tests use inside a private network namespace so that
+//! services can reach the guest too.
+//!
 //! KVM is used only when a probe shows it really runs a guest ([`accel`]);
 //! otherwise QEMU emulates the CPU (TCG), slower but everywhere.
 
@@ -20,12 +25,15 @@ pub mod process;
 pub mod qemu;
 pub mod seed;
 pub mod swtpm;
+pub mod tap;
 
 mod machine;
 
 pub use console::{ConsoleLog, ConsoleMatch};
 pub use machine::Vm;
-pub use options::{AccelChoice, ConsoleMode, ImageFormat, PortForward, VmOptions, BOOT_FAILURES};
+pub use options::{
+    AccelChoice, ConsoleMode, ImageFormat, MacAddr, Network, PortForward, VmOptions, BOOT_FAILURES,
+};
 pub use qemu::Accel;
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,7 @@
 //! What a VM is started with: [`VmOptions`] and the small values it is made
-//! of (port forwards, image formats, accelerators), each parsed by a pure
-//! function so the CLI and the tests share one grammar.
+//! of (port forwards, network back ends, MAC addresses, image formats,
+//! accelerators), each parsed by a pure function so the CLI and the tests
+//! share one grammar.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -16,6 +17,10 @@ pub enum OptionError {
     Port(String),
     #[error("accelerator `{0}` is not one of auto, kvm, tcg")]
     Accel(String),
+    #[error("MAC address `{0}` is not six hex bytes like 52:54:00:12:34:56 (unicast)")]
+    Mac(String),
+    #[error("interface name `{0}` is not 1 to 15 characters of letters, digits, `-`, `_` or `.`")]
+    Ifname(String),
 }
 
 /// A TCP port on 127.0.0.1 of the host forwarded to a port of the guest.
@@ -63,6 +68,91 @@ fn parse_port(s: &str) -> Result<u16, OptionError> {
     match s.trim().parse::<u16>() {
         Ok(p) if p > 0 => Ok(p),
         _ => Err(OptionError::Port(s.to_string())),
+    }
+}
+
+/// The guest NIC's back end.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Network {
+    /// QEMU user-mode networking (NAT): the guest can open connections out,
+    /// the host reaches in only through [`VmOptions::forwards`].
+    #[default]
+    User,
+    /// A tap device `ifname` (real two-way IP with whatever is on the other
+    /// side). QEMU opens it with `script=no`: with `bridge`, `keel vm`
+    /// creates the tap, enslaves it to that bridge and deletes it when the VM
+    /// stops; without, the tap must already exist and be wired up. The tap
+    /// lives in the network namespace of the thread that starts the VM, and
+    /// so does QEMU (run `keel vm` under `ip netns exec NS` to use a namespace).
+    Tap {
+        ifname: String,
+        bridge: Option<String>,
+    },
+}
+
+/// Checks a Linux interface name: 1-15 characters (IFNAMSIZ - 1), letters,
+/// digits, `-`, `_`, `.`: nothing QEMU's option syntax or `ip` could misread.
+pub fn parse_ifname(s: &str) -> Result<String, OptionError> {
+    let ok = (1..=15).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && s != "."
+        && s != "..";
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(OptionError::Ifname(s.to_string()))
+    }
+}
+
+/// A guest NIC's MAC address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    /// Parses `aa:bb:cc:dd:ee:ff` (hex, either case); multicast addresses
+    /// (lowest bit of the first byte set) cannot be a NIC's.
+    pub fn parse(s: &str) -> Result<Self, OptionError> {
+        let err = || OptionError::Mac(s.to_string());
+        let parts: Vec<&str> = s.split(':').collect();
+        if parts.len() != 6 {
+            return Err(err());
+        }
+        let mut b = [0u8; 6];
+        for (i, p) in parts.iter().enumerate() {
+            if p.len() != 2 {
+                return Err(err());
+            }
+            b[i] = u8::from_str_radix(p, 16).map_err(|_| err())?;
+        }
+        if b[0] & 1 == 1 {
+            return Err(err());
+        }
+        Ok(MacAddr(b))
+    }
+}
+
+impl FromStr for MacAddr {
+    type Err = OptionError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        MacAddr::parse(s)
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
+}
+
+impl serde::Serialize for MacAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -146,8 +236,13 @@ pub struct VmOptions {
     pub memory_mib: u32,
     /// Guest CPUs.
     pub cpus: u32,
-    /// Host-to-guest TCP port forwards on 127.0.0.1.
+    /// Host-to-guest TCP port forwards on 127.0.0.1 (user networking only).
     pub forwards: Vec<PortForward>,
+    /// The NIC's back end: user networking (default) or a tap device.
+    pub network: Network,
+    /// The NIC's MAC address; QEMU's default (52:54:00:12:34:56) when unset.
+    /// Guests sharing a bridge need different ones.
+    pub mac: Option<MacAddr>,
     /// Where the serial console goes.
     pub console: ConsoleMode,
     /// A cloud-init NoCloud seed: a directory (user-data, meta-data,
@@ -161,8 +256,8 @@ pub struct VmOptions {
 }
 
 impl VmOptions {
-    /// Options with Keel's defaults: snapshot on, 2048 MiB, 2 CPUs, no
-    /// forwards, console to `console_log`, accelerator probed.
+    /// Options with Keel's defaults: snapshot on, 2048 MiB, 2 CPUs, user
+    /// networking without forwards, console to `console_log`, accelerator probed.
     pub fn new(image: impl Into<PathBuf>, console_log: impl Into<PathBuf>) -> Self {
         VmOptions {
             image: image.into(),
@@ -171,6 +266,8 @@ impl VmOptions {
             memory_mib: DEFAULT_MEMORY_MIB,
             cpus: DEFAULT_CPUS,
             forwards: Vec::new(),
+            network: Network::User,
+            mac: None,
             console: ConsoleMode::Log(console_log.into()),
             seed: None,
             accel: AccelChoice::Auto,
@@ -241,6 +338,70 @@ mod tests {
             guest: 22,
         };
         assert_eq!(f.hostfwd(), "hostfwd=tcp:127.0.0.1:2222-:22");
+    }
+
+    #[test]
+    fn mac_addresses_parse() {
+        let table: &[(&str, Result<MacAddr, OptionError>)] = &[
+            (
+                "52:54:00:12:34:56",
+                Ok(MacAddr([0x52, 0x54, 0, 0x12, 0x34, 0x56])),
+            ),
+            (
+                "52:54:00:E7:0A:FF",
+                Ok(MacAddr([0x52, 0x54, 0, 0xe7, 0x0a, 0xff])),
+            ),
+            (
+                "52:54:00:12:34",
+                Err(OptionError::Mac("52:54:00:12:34".into())),
+            ),
+            (
+                "52:54:00:12:34:5",
+                Err(OptionError::Mac("52:54:00:12:34:5".into())),
+            ),
+            (
+                "52-54-00-12-34-56",
+                Err(OptionError::Mac("52-54-00-12-34-56".into())),
+            ),
+            (
+                "01:00:5e:00:00:01",
+                Err(OptionError::Mac("01:00:5e:00:00:01".into())),
+            ),
+            (
+                "52:54:00:12:34:zz",
+                Err(OptionError::Mac("52:54:00:12:34:zz".into())),
+            ),
+        ];
+        for (input, want) in table {
+            assert_eq!(&MacAddr::parse(input), want, "{input}");
+        }
+        assert_eq!(
+            MacAddr([0x52, 0x54, 0, 0xe7, 0x0a, 0xff]).to_string(),
+            "52:54:00:e7:0a:ff"
+        );
+    }
+
+    #[test]
+    fn interface_names() {
+        for ok in ["tap0", "keel-tap.1", "a", "tap_123456789ab"] {
+            assert_eq!(parse_ifname(ok), Ok(ok.to_string()), "{ok}");
+        }
+        for bad in [
+            "",
+            "tap0123456789abc",
+            "tap,0",
+            "tap 0",
+            "a/b",
+            ".",
+            "..",
+            "tap=1",
+        ] {
+            assert_eq!(
+                parse_ifname(bad),
+                Err(OptionError::Ifname(bad.to_string())),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

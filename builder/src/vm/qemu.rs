@@ -4,13 +4,14 @@
 //!
 //! The machine is always the same: q35 with OVMF (UEFI) firmware, the disk on
 //! virtio-scsi (its driver is in every mkosi initrd), a TPM 2.0 (tpm-tis)
-//! backed by swtpm, user networking with host forwards on 127.0.0.1 only, and
-//! a virtio RNG so the guest does not wait for entropy.
+//! backed by swtpm, a virtio NIC on user networking with host forwards on
+//! 127.0.0.1 only (or on a tap device, see [`NicPlan::Tap`]), and a virtio
+//! RNG so the guest does not wait for entropy.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use super::options::{ImageFormat, PortForward};
+use super::options::{ImageFormat, MacAddr, PortForward};
 
 /// The QEMU binary.
 pub const QEMU: &str = "qemu-system-x86_64";
@@ -47,6 +48,15 @@ pub enum SerialPlan {
     Socket { socket: PathBuf, log: PathBuf },
 }
 
+/// The guest NIC's back end on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NicPlan {
+    /// `-netdev user` with these forwards (bound to 127.0.0.1).
+    User { forwards: Vec<PortForward> },
+    /// `-netdev tap` on an existing tap device; QEMU runs no ifup scripts.
+    Tap { ifname: String },
+}
+
 /// Everything the QEMU command line is made from; all paths absolute.
 #[derive(Debug, Clone)]
 pub struct QemuPlan {
@@ -60,7 +70,9 @@ pub struct QemuPlan {
     pub ovmf_vars: PathBuf,
     /// swtpm's control socket.
     pub tpm_socket: PathBuf,
-    pub forwards: Vec<PortForward>,
+    pub nic: NicPlan,
+    /// The NIC's MAC; QEMU's default when `None`.
+    pub mac: Option<MacAddr>,
     pub serial: SerialPlan,
     /// A CIDATA ISO to attach as a CD-ROM.
     pub seed_iso: Option<PathBuf>,
@@ -143,13 +155,26 @@ pub fn qemu_args(plan: &QemuPlan) -> Vec<OsString> {
     ]);
     push(&["-device", "tpm-tis,tpmdev=tpm0"]);
 
-    // Network: user mode, forwards bound to loopback only.
-    let mut netdev = "user,id=net0".to_string();
-    for f in &plan.forwards {
-        netdev.push(',');
-        netdev.push_str(&f.hostfwd());
+    // Network: user mode with forwards bound to loopback only, or a tap
+    // device set up beforehand (no scripts: QEMU must not run programs).
+    let netdev = match &plan.nic {
+        NicPlan::User { forwards } => {
+            let mut n = "user,id=net0".to_string();
+            for f in forwards {
+                n.push(',');
+                n.push_str(&f.hostfwd());
+            }
+            n
+        }
+        NicPlan::Tap { ifname } => {
+            format!("tap,id=net0,ifname={ifname},script=no,downscript=no")
+        }
+    };
+    let mut nic = "virtio-net-pci,netdev=net0".to_string();
+    if let Some(mac) = plan.mac {
+        nic.push_str(&format!(",mac={mac}"));
     }
-    push(&["-netdev", &netdev, "-device", "virtio-net-pci,netdev=net0"]);
+    push(&["-netdev", &netdev, "-device", &nic]);
     push(&["-device", "virtio-rng-pci"]);
 
     // Extra kernel arguments through SMBIOS type 11 strings: systemd-stub
@@ -201,16 +226,19 @@ mod tests {
             snapshot: true,
             ovmf_vars: "/run/vm/OVMF_VARS.fd".into(),
             tpm_socket: "/run/vm/swtpm.sock".into(),
-            forwards: vec![
-                PortForward {
-                    host: 2222,
-                    guest: 22,
-                },
-                PortForward {
-                    host: 8080,
-                    guest: 80,
-                },
-            ],
+            nic: NicPlan::User {
+                forwards: vec![
+                    PortForward {
+                        host: 2222,
+                        guest: 22,
+                    },
+                    PortForward {
+                        host: 8080,
+                        guest: 80,
+                    },
+                ],
+            },
+            mac: None,
             serial: SerialPlan::Socket {
                 socket: "/run/vm/console.sock".into(),
                 log: "/run/vm/console.log".into(),
@@ -236,6 +264,39 @@ mod tests {
     fn full_command_line_matches_golden() {
         let want = include_str!("testdata/qemu-args.golden");
         assert_eq!(render(&plan()), want.trim_end());
+    }
+
+    /// The same machine on a tap device with a fixed MAC: only the two
+    /// network arguments differ from the user-networking golden file.
+    #[test]
+    fn tap_command_line_matches_golden() {
+        let mut p = plan();
+        p.nic = NicPlan::Tap {
+            ifname: "keel-tap0".into(),
+        };
+        p.mac = Some(MacAddr([0x52, 0x54, 0x00, 0xe7, 0x07, 0x01]));
+        let want = include_str!("testdata/qemu-args-tap.golden");
+        assert_eq!(render(&p), want.trim_end());
+        let user = render(&plan());
+        let tap = render(&p);
+        let differ: Vec<(&str, &str)> = user
+            .lines()
+            .zip(tap.lines())
+            .filter(|(a, b)| a != b)
+            .collect();
+        assert_eq!(
+            differ,
+            [
+                (
+                    "user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:8080-:80",
+                    "tap,id=net0,ifname=keel-tap0,script=no,downscript=no"
+                ),
+                (
+                    "virtio-net-pci,netdev=net0",
+                    "virtio-net-pci,netdev=net0,mac=52:54:00:e7:07:01"
+                )
+            ]
+        );
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! A real Ceph cluster for tests: 1 monitor, 1 manager, 1 file-backed
-//! BlueStore OSD, cephx on, 127.0.0.1 only, every path in a temp dir.
+//! BlueStore OSD, cephx on, every path in a temp dir. Daemons bind and
+//! advertise 127.0.0.1, or [`CephOptions::public_addr`]: a
+//! [`crate::TestNet`] bridge address, where a guest's OSD joins the cluster
+//! (start the cluster and run its `ceph` commands from inside that namespace).
 //!
 //! Daemons run in the foreground (`-f`) as children tracked by PID. Start-up
 //! takes about 10-15 s, so a test binary shares one cluster through
@@ -11,6 +14,7 @@
 
 use crate::{Daemon, Error, Result};
 use keel_cmd::CommandRunExt;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -30,10 +34,27 @@ const ALWAYS_ON_MODULES: &[&str] = &[
     "volumes",
 ];
 
+/// How to start a [`CephCluster`].
+#[derive(Debug, Clone)]
+pub struct CephOptions {
+    /// The address every daemon binds and advertises (`public addr`, the
+    /// monmap, `mon_host`). IPv4: the cluster runs with `ms bind ipv6 = false`.
+    pub public_addr: Ipv4Addr,
+}
+
+impl Default for CephOptions {
+    fn default() -> Self {
+        CephOptions {
+            public_addr: Ipv4Addr::LOCALHOST,
+        }
+    }
+}
+
 /// A running cluster; its daemons are stopped and its directory removed on drop.
 #[derive(Debug)]
 pub struct CephCluster {
     fsid: String,
+    public_addr: Ipv4Addr,
     mon_host: String,
     daemons: Mutex<Vec<Daemon>>,
     lock: Mutex<()>,
@@ -61,9 +82,15 @@ impl CephCluster {
             .map_err(|e| Error::start("ceph cluster", e.clone()))
     }
 
-    /// Starts a new cluster owned by the caller.
+    /// Starts a new cluster owned by the caller, on 127.0.0.1.
     pub fn start() -> Result<CephCluster> {
+        CephCluster::start_with(CephOptions::default())
+    }
+
+    /// Starts a new cluster owned by the caller with `opts`.
+    pub fn start_with(opts: CephOptions) -> Result<CephCluster> {
         preflight()?;
+        let addr = opts.public_addr;
         let t0 = Instant::now();
         let dir = tempfile::Builder::new()
             .prefix("keel-ceph-")
@@ -94,10 +121,15 @@ impl CephCluster {
             }
         }
         let fsid = uuid();
-        let (v2, v1) = (crate::free_port()?, crate::free_port()?);
-        let mon_host = format!("[v2:127.0.0.1:{v2},v1:127.0.0.1:{v1}]");
+        // Binding here first also fails fast when `addr` is not in this
+        // thread's network namespace (before any `ceph` command tries it).
+        let (v2, v1) = (
+            crate::free_port_on(addr.into())?,
+            crate::free_port_on(addr.into())?,
+        );
+        let mon_host = format!("[v2:{addr}:{v2},v1:{addr}:{v1}]");
         let conf = d.join("ceph.conf");
-        crate::swtpm::write(&conf, &full_conf(&fsid, &mon_host, &d))?;
+        crate::swtpm::write(&conf, &full_conf(&fsid, &mon_host, addr, &d))?;
         let keyring = d.join("keyring");
         let monkr = d.join("mon.keyring");
         authtool(
@@ -150,6 +182,7 @@ impl CephCluster {
         }
         let c = CephCluster {
             fsid,
+            public_addr: addr,
             mon_host,
             daemons: Mutex::new(Vec::new()),
             lock: Mutex::new(()),
@@ -286,7 +319,12 @@ impl CephCluster {
         &self.fsid
     }
 
-    /// `mon_host` as in ceph.conf: `[v2:127.0.0.1:P2,v1:127.0.0.1:P1]`.
+    /// The address the daemons bind and advertise ([`CephOptions::public_addr`]).
+    pub fn public_addr(&self) -> Ipv4Addr {
+        self.public_addr
+    }
+
+    /// `mon_host` as in ceph.conf: `[v2:ADDR:P2,v1:ADDR:P1]`.
     pub fn mon_host(&self) -> &str {
         &self.mon_host
     }
@@ -445,14 +483,14 @@ pub fn uuid() -> String {
     )
 }
 
-fn full_conf(fsid: &str, mon_host: &str, d: &Path) -> String {
+fn full_conf(fsid: &str, mon_host: &str, addr: Ipv4Addr, d: &Path) -> String {
     let d = d.display();
     format!(
         "[global]
 fsid = {fsid}
 mon_host = {mon_host}
 mon initial members = a
-public addr = 127.0.0.1
+public addr = {addr}
 ms bind ipv6 = false
 auth cluster required = cephx
 auth service required = cephx
@@ -502,6 +540,17 @@ keyring = {d}/osd/$cluster-$id/keyring
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn conf_binds_the_public_address_ipv4_only() {
+        let d = std::path::Path::new("/tmp/c");
+        let mon_host = "[v2:10.231.7.1:3300,v1:10.231.7.1:6789]";
+        let c = super::full_conf("f", mon_host, "10.231.7.1".parse().expect("ip"), d);
+        assert!(c.contains("\npublic addr = 10.231.7.1\n"), "{c}");
+        assert!(c.contains(&format!("\nmon_host = {mon_host}\n")), "{c}");
+        assert!(c.contains("\nms bind ipv6 = false\n"), "{c}");
+        assert!(!c.contains("127.0.0.1"), "{c}");
+    }
+
     #[test]
     fn uuid_is_v4_shaped() {
         let u = super::uuid();

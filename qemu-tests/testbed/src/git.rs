@@ -4,7 +4,9 @@
 //! The front end speaks just enough HTTP/1.1 for git's client: one request per
 //! connection, `Content-Length` or chunked request bodies, CGI headers turned
 //! into a status line. TLS uses a [`TestCa`]; with `require_client_cert` the
-//! server refuses clients without a certificate from that CA (mTLS).
+//! server refuses clients without a certificate from that CA (mTLS). It binds
+//! 127.0.0.1 unless [`GitServerOptions::bind_addr`] says otherwise (a
+//! [`crate::TestNet`] address, started from inside that namespace).
 
 use crate::tls::{CertPair, TestCa};
 use crate::{Error, Result};
@@ -12,7 +14,7 @@ use keel_cmd::CommandRunExt;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,10 +22,22 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// Git server options.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct GitServerOptions {
     /// Require a client certificate issued by the server's CA.
     pub require_client_cert: bool,
+    /// The address to listen on; it is also in [`GitServer::repo_url`] and
+    /// in the server certificate's IP SANs.
+    pub bind_addr: IpAddr,
+}
+
+impl Default for GitServerOptions {
+    fn default() -> Self {
+        GitServerOptions {
+            require_client_cert: false,
+            bind_addr: Ipv4Addr::LOCALHOST.into(),
+        }
+    }
 }
 
 /// A running HTTPS Git server; [`GitServer::stop`] / [`GitServer::start_again`]
@@ -32,6 +46,7 @@ pub struct GitServer {
     ca: TestCa,
     client: CertPair,
     tls: Arc<rustls::ServerConfig>,
+    addr: IpAddr,
     port: u16,
     running: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
     dir: tempfile::TempDir,
@@ -40,6 +55,7 @@ pub struct GitServer {
 impl std::fmt::Debug for GitServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GitServer")
+            .field("addr", &self.addr)
             .field("port", &self.port)
             .finish_non_exhaustive()
     }
@@ -68,7 +84,7 @@ impl GitServer {
             std::fs::create_dir_all(dir.path().join(d)).map_err(Error::io("creating dirs"))?;
         }
         let ca = TestCa::new("keel test git CA")?;
-        let server = ca.server_cert(&[])?;
+        let server = ca.server_cert_for(&[], &[opts.bind_addr])?;
         let client = ca.client_cert("keel-test-pusher")?;
         client.write(dir.path(), "client")?;
         crate::swtpm::write(&dir.path().join("ca.pem"), ca.cert_pem())?;
@@ -94,7 +110,10 @@ impl GitServer {
             vec![CertificateDer::from_pem_slice(server.cert_pem.as_bytes()).map_err(tls_err)?];
         let key = PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes()).map_err(tls_err)?;
         let tls = Arc::new(builder.with_single_cert(chain, key).map_err(tls_err)?);
-        let listener = TcpListener::bind("127.0.0.1:0").map_err(Error::io("binding git server"))?;
+        let listener = TcpListener::bind((opts.bind_addr, 0)).map_err(Error::io(format!(
+            "binding git server on {} (an address of this thread's network namespace?)",
+            opts.bind_addr
+        )))?;
         let port = listener
             .local_addr()
             .map_err(Error::io("git server address"))?
@@ -103,25 +122,37 @@ impl GitServer {
             ca,
             client,
             tls,
+            addr: opts.bind_addr,
             port,
             running: None,
             dir,
         };
-        s.serve(listener);
+        s.serve(listener)?;
         Ok(s)
     }
 
-    fn serve(&mut self, listener: TcpListener) {
+    /// Accepts connections on a thread until [`GitServer::stop`]. The
+    /// listener is non-blocking and polled, so stopping needs no wake-up
+    /// connection (which, for a namespace address, could only be made from
+    /// inside that namespace).
+    fn serve(&mut self, listener: TcpListener) -> Result<()> {
+        listener
+            .set_nonblocking(true)
+            .map_err(Error::io("making the git listener non-blocking"))?;
         let stop = Arc::new(AtomicBool::new(false));
         let st = stop.clone();
         let tls = self.tls.clone();
         let root = self.dir.path().join("repos");
         let h = std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if st.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
+            while !st.load(Ordering::SeqCst) {
+                let conn = match listener.accept() {
+                    Ok((conn, _)) => conn,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
                 let tls = tls.clone();
                 let root = root.clone();
                 std::thread::spawn(move || {
@@ -132,24 +163,29 @@ impl GitServer {
             }
         });
         self.running = Some((stop, h));
+        Ok(())
     }
 
     /// Stops accepting connections (clients get "connection refused").
     pub fn stop(&mut self) {
         if let Some((stop, h)) = self.running.take() {
             stop.store(true, Ordering::SeqCst);
-            let _ = TcpStream::connect(("127.0.0.1", self.port));
             let _ = h.join();
         }
     }
 
-    /// Serves again on the same port after [`GitServer::stop`].
+    /// Serves again on the same address and port after [`GitServer::stop`]
+    /// (from the same network namespace it was started in).
     pub fn start_again(&mut self) -> Result<()> {
         self.stop();
-        let l = TcpListener::bind(("127.0.0.1", self.port))
+        let l = TcpListener::bind((self.addr, self.port))
             .map_err(Error::io("binding git server again"))?;
-        self.serve(l);
-        Ok(())
+        self.serve(l)
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> IpAddr {
+        self.addr
     }
 
     /// The port.
@@ -185,9 +221,10 @@ impl GitServer {
         self.ca.client_cert(cn)
     }
 
-    /// `https://127.0.0.1:<port>/<name>.git`
+    /// `https://<addr>:<port>/<name>.git` (127.0.0.1 by default).
     pub fn repo_url(&self, name: &str) -> String {
-        format!("https://127.0.0.1:{}/{name}.git", self.port)
+        let a = SocketAddr::new(self.addr, self.port);
+        format!("https://{a}/{name}.git")
     }
 
     /// The bare repository on disk.
@@ -287,6 +324,7 @@ impl Drop for GitServer {
 /// Serves one HTTPS request on `conn` through `git http-backend`.
 fn handle(conn: TcpStream, tls: Arc<rustls::ServerConfig>, root: &Path) -> std::io::Result<()> {
     let peer: SocketAddr = conn.peer_addr()?;
+    conn.set_nonblocking(false)?;
     conn.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
     let sc = rustls::ServerConnection::new(tls).map_err(std::io::Error::other)?;
     let mut stream = rustls::StreamOwned::new(sc, conn);

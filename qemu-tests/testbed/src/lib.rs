@@ -1,5 +1,7 @@
 //! Real services on loopback for tests (swtpm, PostgreSQL, pebble, a Git server,
 //! Ceph), started as child processes tracked by PID and stopped on drop.
+//! Ceph, pebble and the Git server can instead bind the bridge address of a
+//! private network namespace ([`netns`]), where a QEMU guest reaches them.
 //!
 //! Every starter picks free ports at runtime (many tests run at once), keeps all
 //! of its files in its own temporary directory, waits until the service answers,
@@ -9,17 +11,19 @@
 
 pub mod ceph;
 pub mod git;
+pub mod netns;
 pub mod pebble;
 pub mod postgres;
 mod proc;
 pub mod swtpm;
 pub mod tls;
 
-pub use ceph::CephCluster;
-pub use git::GitServer;
+pub use ceph::{CephCluster, CephOptions};
+pub use git::{GitServer, GitServerOptions};
+pub use netns::{NetnsGuard, TestNet};
 pub use pebble::{Pebble, PebbleOptions};
 pub use postgres::Postgres;
-pub use proc::{free_port, free_port_pair, wait_for_tcp, Daemon};
+pub use proc::{free_port, free_port_on, free_port_pair, wait_for_tcp, Daemon};
 pub use swtpm::{EkType, Swtpm};
 pub use tls::TestCa;
 

@@ -2,13 +2,15 @@
 //! and external account binding (EAB) required.
 //!
 //! Pebble ships no usable listener certificate: a [`TestCa`] issues one for
-//! 127.0.0.1/localhost, and ACME clients trust [`Pebble::listener_ca_pem`]. The
+//! 127.0.0.1/localhost (and [`PebbleOptions::listen_addr`] when that is another
+//! address), and ACME clients trust [`Pebble::listener_ca_pem`]. The
 //! certificates pebble *issues* chain to its own random root, served at
 //! [`Pebble::issuing_root_url`] on the management port.
 
 use crate::tls::TestCa;
 use crate::{Daemon, Error, Result};
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -22,6 +24,9 @@ pub struct PebbleOptions {
     pub eab_keys: BTreeMap<String, String>,
     /// `PEBBLE_VA_ALWAYS_VALID=1`: every challenge passes without a listener.
     pub always_valid: bool,
+    /// The address the ACME and management listeners bind (127.0.0.1 by
+    /// default; a [`crate::TestNet::host_addr`] from inside that namespace).
+    pub listen_addr: IpAddr,
 }
 
 impl Default for PebbleOptions {
@@ -33,6 +38,7 @@ impl Default for PebbleOptions {
             validity_secs: 24 * 3600,
             eab_keys,
             always_valid: true,
+            listen_addr: Ipv4Addr::LOCALHOST.into(),
         }
     }
 }
@@ -63,18 +69,21 @@ impl Pebble {
             .tempdir()
             .map_err(Error::io("creating pebble temp dir"))?;
         let ca = TestCa::new("keel test pebble listener CA")?;
-        let (cert, key) = ca.server_cert(&["pebble"])?.write(dir.path(), "listener")?;
+        let addr = opts.listen_addr;
+        let (cert, key) = ca
+            .server_cert_for(&["pebble"], &[addr])?
+            .write(dir.path(), "listener")?;
         let mut last = None;
         for _ in 0..3 {
-            let acme_port = crate::free_port()?;
-            let mgmt_port = crate::free_port()?;
+            let acme_port = crate::free_port_on(addr)?;
+            let mgmt_port = crate::free_port_on(addr)?;
             let http_port = crate::free_port()?;
             let tls_port = crate::free_port()?;
             let config = dir.path().join("pebble-config.json");
             let cfg = serde_json::json!({
                 "pebble": {
-                    "listenAddress": format!("127.0.0.1:{acme_port}"),
-                    "managementListenAddress": format!("127.0.0.1:{mgmt_port}"),
+                    "listenAddress": SocketAddr::new(addr, acme_port).to_string(),
+                    "managementListenAddress": SocketAddr::new(addr, mgmt_port).to_string(),
                     "certificate": cert,
                     "privateKey": key,
                     "httpPort": http_port,
@@ -125,9 +134,19 @@ impl Pebble {
         Ok(())
     }
 
-    /// The ACME directory URL, `https://127.0.0.1:<port>/dir`.
+    /// The ACME directory URL, `https://<listen addr>:<port>/dir`.
     pub fn directory_url(&self) -> String {
-        format!("https://127.0.0.1:{}/dir", self.acme_port)
+        format!("https://{}/dir", self.acme_addr())
+    }
+
+    /// The address pebble listens on ([`PebbleOptions::listen_addr`]).
+    pub fn listen_addr(&self) -> IpAddr {
+        self.opts.listen_addr
+    }
+
+    /// The ACME listener's socket address.
+    pub fn acme_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.opts.listen_addr, self.acme_port)
     }
 
     /// The CA that signed pebble's listener certificate: ACME clients trust it.
@@ -144,7 +163,8 @@ impl Pebble {
 
     /// The URL of the root that signs issued certificates (management port).
     pub fn issuing_root_url(&self) -> String {
-        format!("https://127.0.0.1:{}/roots/0", self.mgmt_port)
+        let m = SocketAddr::new(self.opts.listen_addr, self.mgmt_port);
+        format!("https://{m}/roots/0")
     }
 
     /// Fetches the issuing root (PEM) with curl, trusting the listener CA.
@@ -204,8 +224,8 @@ fn launch(
     // Pebble otherwise rejects some nonces on purpose (clients must retry).
     cmd.env("PEBBLE_WFE_NONCEREJECT", "0");
     let mut d = Daemon::spawn("pebble", cmd, &dir.join("pebble.log"))?;
-    let a = format!("127.0.0.1:{acme_port}");
-    let m = format!("127.0.0.1:{mgmt_port}");
+    let a = SocketAddr::new(opts.listen_addr, acme_port).to_string();
+    let m = SocketAddr::new(opts.listen_addr, mgmt_port).to_string();
     d.wait_ready(Duration::from_secs(15), || {
         crate::wait_for_tcp(&a, Duration::from_millis(50))
             && crate::wait_for_tcp(&m, Duration::from_millis(50))

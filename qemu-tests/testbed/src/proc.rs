@@ -3,14 +3,25 @@
 use crate::{Error, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A free TCP port on 127.0.0.1 (bound to port 0, then released).
 pub fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(Error::io("binding a free port"))?;
+    free_port_on(Ipv4Addr::LOCALHOST.into())
+}
+
+/// A free TCP port on `addr` (bound to port 0, then released). Fails when
+/// `addr` is not an address of the calling thread's network namespace, e.g.
+/// a [`crate::TestNet`] address used from outside the namespace: starters call
+/// this first, so such a mistake fails at once instead of sending traffic
+/// towards the host's default route.
+pub fn free_port_on(addr: IpAddr) -> Result<u16> {
+    let l = TcpListener::bind((addr, 0)).map_err(Error::io(format!(
+        "binding a free port on {addr} (is it an address of this thread's network namespace?)"
+    )))?;
     Ok(l.local_addr().map_err(Error::io("reading port"))?.port())
 }
 

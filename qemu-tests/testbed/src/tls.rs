@@ -6,6 +6,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
 };
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 /// A certificate and its private key, both PEM.
@@ -67,13 +68,23 @@ impl TestCa {
 
     /// A server certificate for `localhost`, `127.0.0.1` and `::1` (plus `extra` DNS names).
     pub fn server_cert(&self, extra: &[&str]) -> Result<CertPair> {
+        self.server_cert_for(extra, &[])
+    }
+
+    /// Like [`TestCa::server_cert`], plus the IP addresses `ips` as IP SANs
+    /// (a listener on a [`crate::TestNet`] address).
+    pub fn server_cert_for(&self, extra: &[&str], ips: &[IpAddr]) -> Result<CertPair> {
         let mut names = vec!["localhost".to_string()];
         names.extend(extra.iter().map(|s| s.to_string()));
         let mut p = CertificateParams::new(names).map_err(rc)?;
+        let mut all: Vec<IpAddr> = vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()];
+        for ip in ips {
+            if !all.contains(ip) {
+                all.push(*ip);
+            }
+        }
         p.subject_alt_names
-            .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
-        p.subject_alt_names
-            .push(SanType::IpAddress(std::net::Ipv6Addr::LOCALHOST.into()));
+            .extend(all.into_iter().map(SanType::IpAddress));
         p.distinguished_name.push(DnType::CommonName, "localhost");
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         self.sign(p)
@@ -94,5 +105,45 @@ impl TestCa {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use std::sync::Arc;
+
+    /// Whether a client trusting `ca` accepts `cert` for `name`.
+    fn accepts(ca: &TestCa, cert: &CertPair, name: &str) -> bool {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).expect("ca pem"))
+            .expect("root");
+        let v =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .expect("verifier");
+        let ee = CertificateDer::from_pem_slice(cert.cert_pem.as_bytes()).expect("cert pem");
+        let name = ServerName::try_from(name.to_string()).expect("server name");
+        v.verify_server_cert(&ee, &[], &name, &[], UnixTime::now())
+            .is_ok()
+    }
+
+    #[test]
+    fn server_cert_carries_extra_ip_sans() {
+        let ca = TestCa::new("test").expect("ca");
+        let plain = ca.server_cert(&["pebble"]).expect("cert");
+        let ip: IpAddr = "10.231.7.1".parse().expect("ip");
+        let wide = ca.server_cert_for(&["pebble"], &[ip]).expect("cert");
+        for name in ["localhost", "pebble", "127.0.0.1", "::1"] {
+            assert!(accepts(&ca, &plain, name), "{name}");
+            assert!(accepts(&ca, &wide, name), "{name}");
+        }
+        assert!(!accepts(&ca, &plain, "10.231.7.1"));
+        assert!(accepts(&ca, &wide, "10.231.7.1"));
     }
 }

@@ -70,6 +70,7 @@ fn git_mtls_refuses_clients_without_certificate() {
     }
     let Some(s) = keel_testbed::or_skip(GitServer::start(GitServerOptions {
         require_client_cert: true,
+        ..GitServerOptions::default()
     })) else {
         return;
     };
