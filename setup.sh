@@ -70,6 +70,8 @@ pkgs=(
   ovmf swtpm swtpm-tools tpm2-tools iproute2
   # OSTree, seeds, services used by tests
   ostree cloud-image-utils xorriso git ceph pebble postgresql
+  # the end-to-end test's store network: DHCP for the guest, SSH into it
+  dnsmasq-base openssh-client
   # misc (python3-venv: the SPDX validator used by the SBOM tests)
   ca-certificates curl jq python3-venv openssl util-linux time
 )
