@@ -45,10 +45,19 @@ pub fn images_dir() -> PathBuf {
 /// and returns its outputs.
 pub fn build(name: &str) -> anyhow::Result<BuiltImage> {
     let src = workspace_root().join("images").join(name);
+    build_from(&src, name, &[])
+}
+
+/// Builds the definition in `src` into `images_dir()/out_name` with extra
+/// `keel build` arguments (e.g. `--sign-key`), serialised with every other
+/// build of `out_name`.
+pub fn build_from(src: &Path, out_name: &str, extra: &[&str]) -> anyhow::Result<BuiltImage> {
     anyhow::ensure!(src.is_dir(), "no image definition at {}", src.display());
-    let out = images_dir().join(name);
+    let spec = keel_builder::spec::load(src)?;
+    let name = spec.image.name;
+    let out = images_dir().join(out_name);
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let lock_path = images_dir().join(format!("{name}.lock"));
+    let lock_path = images_dir().join(format!("{out_name}.lock"));
     let lock_file = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -59,7 +68,7 @@ pub fn build(name: &str) -> anyhow::Result<BuiltImage> {
         .map_err(|(_, e)| e)
         .with_context(|| format!("locking {}", lock_path.display()))?;
     let started = std::time::Instant::now();
-    let argv = [
+    let mut argv: Vec<&std::ffi::OsStr> = vec![
         "keel".as_ref(),
         "build".as_ref(),
         src.as_os_str(),
@@ -69,16 +78,19 @@ pub fn build(name: &str) -> anyhow::Result<BuiltImage> {
         // re-resolve (the build says so on stderr) instead of failing.
         "--relock".as_ref(),
     ];
+    argv.extend(extra.iter().map(std::ffi::OsStr::new));
     let cli = Cli::try_parse_from(argv).context("keel build arguments")?;
-    cli::run(cli).with_context(|| format!("keel build images/{name}"))?;
+    cli::run(cli).with_context(|| format!("keel build {}", src.display()))?;
     eprintln!(
-        "keel build images/{name}: {:.1} s",
+        "keel build {} -> {}: {:.1} s",
+        src.display(),
+        out.display(),
         started.elapsed().as_secs_f64()
     );
     let image = BuiltImage {
-        name: name.to_string(),
         raw: out.join(format!("{name}.raw")),
         qcow2: out.join(format!("{name}.qcow2")),
+        name,
         dir: out,
     };
     anyhow::ensure!(

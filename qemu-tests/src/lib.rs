@@ -7,3 +7,4 @@
 pub mod check;
 pub mod images;
 pub mod prereq;
+pub mod store;

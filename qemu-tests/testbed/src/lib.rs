@@ -10,6 +10,7 @@
 //! `SKIP <test>: <reason>` line with [`or_skip`] instead of passing silently.
 
 pub mod ceph;
+pub mod dhcp;
 pub mod git;
 pub mod netns;
 pub mod pebble;
@@ -19,6 +20,7 @@ pub mod swtpm;
 pub mod tls;
 
 pub use ceph::{CephCluster, CephOptions};
+pub use dhcp::Dhcp;
 pub use git::{GitServer, GitServerOptions};
 pub use netns::{NetnsGuard, TestNet};
 pub use pebble::{Pebble, PebbleOptions};
