@@ -56,16 +56,36 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// A directory for the store with the release and bundle signing keys
+/// (`release.key|pub`, `bundle.key|pub`, password [`KEY_PASSWORD`]) made
+/// by `keel key generate`. Call it before entering the namespace: the
+/// release is built with the key, and builds need the package archive.
+/// `keel_bin` is the `keel` command line (a test's
+/// `CARGO_BIN_EXE_keel-test-cli`).
+pub fn keys(keel_bin: &Path) -> anyhow::Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new().prefix("keel-store-").tempdir()?;
+    for key in ["release", "bundle"] {
+        keel(keel_bin)
+            .args(["key", "generate", "--out"])
+            .arg(dir.path().join(key))
+            .run()
+            .with_context(|| format!("keel key generate {key}"))?;
+    }
+    std::fs::write(dir.path().join("password"), KEY_PASSWORD)?;
+    Ok(dir)
+}
+
 impl Store {
     /// Starts DHCP (for `guests` guest numbers), Ceph, pebble and the Git
-    /// server on `net`'s host address, generates the release and bundle
-    /// keys and publishes a signed bundle. The calling thread must be in
-    /// `net`.
-    /// `keel_bin` is the `keel` command line (a test's
-    /// `CARGO_BIN_EXE_keel-test-cli`).
-    pub fn start(net: &TestNet, guests: &[u8], keel_bin: &Path) -> anyhow::Result<Store> {
+    /// server on `net`'s host address and publishes a bundle signed with
+    /// `dir`'s bundle key (see [`keys`]). The calling thread must be in `net`.
+    pub fn start(
+        net: &TestNet,
+        guests: &[u8],
+        keel_bin: &Path,
+        dir: tempfile::TempDir,
+    ) -> anyhow::Result<Store> {
         let host: IpAddr = net.host_addr().into();
-        let dir = tempfile::Builder::new().prefix("keel-store-").tempdir()?;
         let hosts: Vec<(String, u8)> = guests.iter().map(|n| (net.guest_mac(*n), *n)).collect();
         let dhcp = Dhcp::start(net, &hosts).context("DHCP server")?;
         let ceph = CephCluster::start_with(CephOptions {
@@ -83,13 +103,6 @@ impl Store {
         })
         .context("Git server")?;
         let d = dir.path();
-        for key in ["release", "bundle"] {
-            keel(keel_bin)
-                .args(["key", "generate", "--out"])
-                .arg(d.join(key))
-                .run()
-                .with_context(|| format!("keel key generate {key}"))?;
-        }
         let rev = publish_bundle(&git, &d.join("bundle.key"), keel_bin)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

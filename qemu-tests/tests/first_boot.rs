@@ -137,26 +137,20 @@ fn store_node_first_boot_end_to_end() {
     {
         return;
     }
-    let Some(net) = keel_testbed::or_skip(TestNet::create()) else {
-        return;
-    };
-    let _inside = net.enter().expect("entering the store network");
     let keel_bin = Path::new(env!("CARGO_BIN_EXE_keel-test-cli"));
-    let mut store = Store::start(&net, &[0, 1], keel_bin).expect("store services");
-    let work = store.dir.path().to_path_buf();
+    let dir = store::keys(keel_bin).expect("release and bundle keys");
+    let work = dir.path().to_path_buf();
 
-    // Release A (signed) and release B (same release, another UKI).
-    let (key, _) = store.release_key();
-    let pw = work.join("release.password");
-    std::fs::write(&pw, store::KEY_PASSWORD).expect("password file");
+    // Release A (signed) and release B (same release, another UKI), built
+    // before entering the store network (the builds need the archive).
     let a = images::build_from(
         &images::workspace_root().join("images/store-node"),
         "store-node-e2e",
         &[
             "--sign-key",
-            key.to_str().expect("utf8"),
+            work.join("release.key").to_str().expect("utf8"),
             "--sign-key-password-file",
-            pw.to_str().expect("utf8"),
+            work.join("password").to_str().expect("utf8"),
         ],
     )
     .expect("keel build images/store-node --sign-key");
@@ -166,11 +160,17 @@ fn store_node_first_boot_end_to_end() {
         .arg(&a.dir)
         .run()
         .expect("keel verify of release A");
+    let b = images::build_from(&other_build_definition(&work), "store-node-e2e-other", &[])
+        .expect("keel build of the other store-node");
+
+    let Some(net) = keel_testbed::or_skip(TestNet::create()) else {
+        return;
+    };
+    let _inside = net.enter().expect("entering the store network");
+    let mut store = Store::start(&net, &[0, 1], keel_bin, dir).expect("store services");
     store
         .trust_release(&a.dir, "store-node-0.1.0")
         .expect("manifest A into keel-enroll");
-    let b = images::build_from(&other_build_definition(&work), "store-node-e2e-other", &[])
-        .expect("keel build of the other store-node");
 
     // The software TPMs' EK CA exists once swtpm_setup has run on this machine.
     drop(keel_builder::vm::swtpm::Swtpm::start(&work.join("tpm-ca-probe")).expect("swtpm"));
