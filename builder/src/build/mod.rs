@@ -13,6 +13,8 @@ mod mkosi;
 mod outputs;
 pub mod progress;
 pub mod repro;
+pub mod sfdisk;
+pub mod verity;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
