@@ -8,6 +8,7 @@
 //! run mkosi, convert to qcow2, check the installed packages against the
 //! lock, write the build record and hand over to the supply chain.
 
+mod esp;
 mod inputs;
 mod mkosi;
 mod outputs;

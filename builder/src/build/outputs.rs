@@ -1,5 +1,6 @@
 //! Collecting mkosi's outputs into the output directory: the raw disk (its
-//! verity hash tree made deterministic, see [`super::verity`]), the
+//! ESP label time and verity hash tree made deterministic, see
+//! [`super::esp`] and [`super::verity`]), the
 //! qcow2 conversion, the UKI, mkosi's package manifest and whatever the
 //! finalize hook published (SBOMs); the verity root hash; and the check
 //! that the installed packages are exactly the locked ones.
@@ -74,6 +75,8 @@ pub fn collect(prep: &Prepared, stage: &Path, out: &Path) -> anyhow::Result<Outp
     }
     let raw =
         raw.with_context(|| format!("mkosi produced no disk image in {}", stage.display()))?;
+    super::esp::normalize(&raw, prep.source_date_epoch)
+        .context("stamping the ESP's volume label with SOURCE_DATE_EPOCH")?;
     if prep.spec.partitions.verity {
         let u = uki
             .as_deref()

@@ -53,9 +53,16 @@ pub struct Compared {
     pub status: Status,
     pub sha256_a: Option<String>,
     pub sha256_b: Option<String>,
-    /// For a disk image that differs: (partition label, status).
+    /// For a disk image that differs: each partition.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub partitions: Vec<(String, Status)>,
+    pub partitions: Vec<PartitionCompared>,
+}
+
+/// One partition of a disk image that differs.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PartitionCompared {
+    pub label: String,
+    pub status: Status,
 }
 
 /// The outcome of `--check-reproducible`.
@@ -124,7 +131,10 @@ pub fn compare(a: &Path, b: &Path) -> anyhow::Result<Vec<Compared>> {
             let pb: BTreeMap<String, String> =
                 partition_hashes(&b.join(name))?.into_iter().collect();
             for (label, x) in &pa {
-                partitions.push((label.clone(), Status::of(Some(x), pb.get(label))));
+                partitions.push(PartitionCompared {
+                    label: label.clone(),
+                    status: Status::of(Some(x), pb.get(label)),
+                });
             }
         }
         out.push(Compared {
@@ -180,8 +190,8 @@ pub fn check(args: &BuildArgs) -> anyhow::Result<()> {
     } else {
         for c in &report.artifacts {
             println!("{} {}", c.status.word(), c.name);
-            for (label, s) in &c.partitions {
-                println!("    partition {label}: {}", s.word().trim_end());
+            for p in &c.partitions {
+                println!("    partition {}: {}", p.label, p.status.word().trim_end());
             }
         }
         println!(

@@ -39,6 +39,7 @@ use anyhow::{bail, Context as _};
 use keel_cmd::{CommandRunExt as _, Task};
 use sha2::{Digest, Sha256};
 
+use super::esp::ESP_TYPE;
 use super::sfdisk::{Partition, Table};
 use crate::fsutil::sha256_file;
 
@@ -54,8 +55,6 @@ const VERITY_PAIRS: &[(&str, &str)] = &[
         "DF3300CE-D69F-4C92-978C-9BFB0F38D820",
     ),
 ];
-
-const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 
 /// The parameters of a dm-verity superblock, as `veritysetup dump` prints them.
 #[derive(Debug, Clone, PartialEq, Eq)]
