@@ -267,6 +267,11 @@ impl Task {
         tracing::info!("{}", self.description);
         self.cmd.run()
     }
+    /// Logs the description, then runs the command like [`CommandRunExt::run_get_string`].
+    pub fn run_get_string(mut self) -> Result<String, CmdError> {
+        tracing::info!("{}", self.description);
+        self.cmd.run_get_string()
+    }
     /// Logs the description, then streams output like [`CommandRunExt::run_streaming`].
     pub fn run_streaming(mut self, on_line: &mut dyn FnMut(&str)) -> Result<(), CmdError> {
         tracing::info!("{}", self.description);

@@ -27,6 +27,8 @@ pub struct Prepared {
     pub mirrors: Mirrors,
     pub image_dir: PathBuf,
     pub source_date_epoch: i64,
+    /// The seed UUID (mkosi's `Seed=`; also derives the verity salt).
+    pub seed: String,
     pub rendered: Rendered,
     /// (name under trees/, source directory)
     pub trees: Vec<(String, PathBuf)>,
@@ -146,7 +148,7 @@ pub fn prepare_with(image_dir: &Path, relocked: Option<Lock>) -> anyhow::Result<
             lock: lock.as_ref(),
             mirrors: mirrors.clone(),
             source_date_epoch,
-            seed,
+            seed: seed.clone(),
             trees: trees.iter().map(|(n, _)| n.clone()).collect(),
             agent_units,
         },
@@ -170,6 +172,7 @@ pub fn prepare_with(image_dir: &Path, relocked: Option<Lock>) -> anyhow::Result<
         mirrors,
         image_dir,
         source_date_epoch,
+        seed,
         rendered,
         trees,
         agent,
@@ -247,7 +250,14 @@ fn find_agent() -> anyhow::Result<(PathBuf, Vec<PathBuf>)> {
 /// Files whose change means the tools changed: the programs on PATH and
 /// mkosi's Python package. Identified by path, size and modification time
 /// (cheap: starting mkosi just to ask its version takes seconds).
-const TOOL_FILES: &[&str] = &["mkosi", "systemd-repart", "qemu-img", "apt-get"];
+// veritysetup re-hashes the verity partition after mkosi (see verity.rs).
+const TOOL_FILES: &[&str] = &[
+    "mkosi",
+    "systemd-repart",
+    "veritysetup",
+    "qemu-img",
+    "apt-get",
+];
 const MKOSI_PACKAGE: &str = "/usr/lib/python3/dist-packages/mkosi/__init__.py";
 
 fn tool_identities() -> BTreeMap<String, String> {
@@ -291,6 +301,7 @@ pub fn tool_versions() -> BTreeMap<String, String> {
     for (name, args) in [
         ("mkosi", &["--version"][..]),
         ("systemd-repart", &["--version"][..]),
+        ("veritysetup", &["--version"][..]),
         ("qemu-img", &["--version"][..]),
     ] {
         let out = Command::new(name)

@@ -8,12 +8,15 @@
 //! run mkosi, convert to qcow2, check the installed packages against the
 //! lock, write the build record and hand over to the supply chain.
 
+mod esp;
 mod inputs;
 mod mkosi;
 mod outputs;
 mod packages;
 pub mod progress;
 pub mod repro;
+pub mod sfdisk;
+pub mod verity;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

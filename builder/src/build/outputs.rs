@@ -1,4 +1,6 @@
-//! Collecting mkosi's outputs into the output directory: the raw disk, the
+//! Collecting mkosi's outputs into the output directory: the raw disk (its
+//! ESP label time and verity hash tree made deterministic, see
+//! [`super::esp`] and [`super::verity`]), the
 //! qcow2 conversion, the UKI, mkosi's package manifest and whatever the
 //! finalize hook published (SBOMs); the verity root hash; and the check
 //! that the installed packages are exactly the locked ones.
@@ -73,6 +75,18 @@ pub fn collect(prep: &Prepared, stage: &Path, out: &Path) -> anyhow::Result<Outp
     }
     let raw =
         raw.with_context(|| format!("mkosi produced no disk image in {}", stage.display()))?;
+    super::esp::normalize(&raw, prep.source_date_epoch)
+        .context("stamping the ESP's volume label with SOURCE_DATE_EPOCH")?;
+    if prep.spec.partitions.verity {
+        let u = uki
+            .as_deref()
+            .context("verity is on but mkosi produced no UKI")?;
+        if let Some(r) = super::verity::make_deterministic(&raw, u, &prep.seed)
+            .context("making the verity hash tree deterministic")?
+        {
+            rewrite_roothash_files(out, &artifacts, &r)?;
+        }
+    }
     if prep.spec.output.formats.contains(&Format::Qcow2) {
         let qcow = out.join(format!("{name}.qcow2"));
         let _ = std::fs::remove_file(&qcow);
@@ -115,6 +129,33 @@ pub fn collect(prep: &Prepared, stage: &Path, out: &Path) -> anyhow::Result<Outp
         uki,
         roothash,
     })
+}
+
+/// mkosi writes `NAME.roothash` beside split artifacts (`SplitArtifacts=`):
+/// it must name the re-hashed tree, not repart's.
+fn rewrite_roothash_files(
+    out: &Path,
+    artifacts: &BTreeMap<String, String>,
+    r: &super::verity::Rehashed,
+) -> anyhow::Result<()> {
+    for name in artifacts.keys().filter(|n| n.ends_with(".roothash")) {
+        let p = out.join(name);
+        let text =
+            std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        if !text.contains(&r.old_roothash) {
+            anyhow::bail!(
+                "{} does not hold the root hash {}",
+                p.display(),
+                r.old_roothash
+            );
+        }
+        crate::fsutil::write_atomic(
+            &p,
+            text.replace(&r.old_roothash, &r.new_roothash).as_bytes(),
+        )
+        .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
 }
 
 /// The hex after `roothash=` in a UKI's `.cmdline` section (plain text in the PE file).

@@ -71,6 +71,7 @@ fn script(content: String) -> RenderedFile {
 pub fn render(spec: &ImageSpec, inp: &RenderInputs<'_>) -> Rendered {
     let mut out = Rendered::new();
     out.insert("mkosi.conf".into(), file(mkosi_conf(spec, inp)));
+    out.insert(INITRD_CONF.into(), file(initrd_conf()));
     out.insert(
         "mkosi.pkgmngr/etc/apt/sources.list.d/mkosi.sources".into(),
         file(files::apt_sources(spec, &inp.mirrors)),
@@ -165,22 +166,45 @@ fn mkosi_conf(spec: &ImageSpec, inp: &RenderInputs<'_>) -> String {
         // bootctl's seed would be shared by every node (and differ per
         // build): systemd-boot creates one on each node's first boot.
         "/efi/loader/random-seed".to_string(),
-        // Non-deterministic caches and logs with build timestamps.
-        "/var/cache/ldconfig/aux-cache".to_string(),
-        "/var/log/*.log".to_string(),
-        "/var/log/apt/*".to_string(),
-        // apt's binary caches differ between two builds of the same lock;
-        // apt rebuilds them when needed.
-        "/var/cache/apt/*.bin".to_string(),
+    ];
+    remove.extend(NON_DETERMINISTIC.iter().map(|f| f.to_string()));
+    remove.extend([
         // nvme-cli's postinst writes a random host NQN and host ID: one per
         // build, shared by every node, while an NVMe-oF target tells hosts
         // apart by them. Without the files nvme-cli derives both from the
         // machine's own DMI UUID.
         "/etc/nvme/hostnqn".to_string(),
         "/etc/nvme/hostid".to_string(),
-    ];
+    ]);
     remove.extend(spec.files.remove.iter().cloned());
     push_list(&mut s, "RemoveFiles", &remove);
+    // mkosi builds the default initrd as an image of its own: it needs the
+    // same clean-up, or the UKI differs between two builds of one lock.
+    let _ = writeln!(s, "\n[Config]\nInitrdInclude={INITRD_CONF}");
+    s
+}
+
+/// Files that differ between two builds of the same lock and that nothing
+/// needs: caches and logs with build timestamps. Removed from the image
+/// and from mkosi's default initrd.
+const NON_DETERMINISTIC: &[&str] = &[
+    "/var/cache/ldconfig/aux-cache",
+    "/var/log/*.log",
+    "/var/log/apt/*",
+    // apt's binary caches differ between two builds of the same lock;
+    // apt rebuilds them when needed.
+    "/var/cache/apt/*.bin",
+];
+
+/// The configuration mkosi adds to its default initrd (`InitrdInclude=`).
+const INITRD_CONF: &str = "keel-initrd.conf";
+
+fn initrd_conf() -> String {
+    let mut s = String::from(
+        "# Rendered by keel: added to mkosi's default initrd (InitrdInclude=).\n\n[Content]\n",
+    );
+    let files: Vec<String> = NON_DETERMINISTIC.iter().map(|f| f.to_string()).collect();
+    push_list(&mut s, "RemoveFiles", &files);
     s
 }
 
