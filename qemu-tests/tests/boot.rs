@@ -201,6 +201,7 @@ fn test_tiny_keeps_etc_and_root_across_a_reboot() {
         assert_eq!(get("etc-overlay"), "yes", "boot {boot}: {}", found.line);
         assert_eq!(get("etc-writable"), "yes", "boot {boot}: {}", found.line);
         assert_eq!(get("root-writable"), "yes", "boot {boot}: {}", found.line);
+        assert_eq!(get("tmp-writable"), "yes", "boot {boot}: {}", found.line);
         assert_eq!(get("usr-writable"), "no", "boot {boot}: {}", found.line);
         assert_eq!(
             get("etc-boots"),

@@ -92,7 +92,9 @@ pub fn image_files(spec: &ImageSpec) -> Vec<(String, String)> {
             "# Keel: the root file system is read-only (dm-verity); state lives in /var.\n\
              # The initrd checks and mounts it (keel-persistent-state.service) before /etc,\n\
              # which is an overlay kept in /var; this line names the mount for systemd.\n\
-             PARTLABEL={VAR_LABEL} /var ext4 defaults,nodev,nosuid,x-systemd.growfs,x-systemd.device-timeout=5min 0 0\n"
+             PARTLABEL={VAR_LABEL} /var ext4 defaults,nodev,nosuid,x-systemd.growfs,x-systemd.device-timeout=5min 0 0\n\
+             # /tmp is in memory: the root it sits on is read-only.\n\
+             tmpfs /tmp tmpfs mode=1777,nosuid,nodev,size=25%,nr_inodes=1m 0 0\n"
         ),
     ));
     if spec.packages.install.iter().any(|p| p == "openssh-server") {

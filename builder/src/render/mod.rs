@@ -71,7 +71,6 @@ fn script(content: String) -> RenderedFile {
 pub fn render(spec: &ImageSpec, inp: &RenderInputs<'_>) -> Rendered {
     let mut out = Rendered::new();
     out.insert("mkosi.conf".into(), file(mkosi_conf(spec, inp)));
-    out.insert(INITRD_CONF.into(), file(initrd_conf()));
     out.insert(
         "mkosi.pkgmngr/etc/apt/sources.list.d/mkosi.sources".into(),
         file(files::apt_sources(spec, &inp.mirrors)),
@@ -87,6 +86,10 @@ pub fn render(spec: &ImageSpec, inp: &RenderInputs<'_>) -> Rendered {
         script(files::postinst(spec, inp)),
     );
     out.insert("mkosi.finalize".into(), script(files::finalize(spec)));
+    out.insert(
+        PathBuf::from(state::INITRD_DIR).join("mkosi.conf"),
+        file(initrd_conf()),
+    );
     for (path, content, mode) in state::initrd_files() {
         out.insert(path.into(), RenderedFile { content, mode });
     }
@@ -178,9 +181,6 @@ fn mkosi_conf(spec: &ImageSpec, inp: &RenderInputs<'_>) -> String {
     ]);
     remove.extend(spec.files.remove.iter().cloned());
     push_list(&mut s, "RemoveFiles", &remove);
-    // mkosi builds the default initrd as an image of its own: it needs the
-    // same clean-up, or the UKI differs between two builds of one lock.
-    let _ = writeln!(s, "\n[Config]\nInitrdInclude={INITRD_CONF}");
     s
 }
 
@@ -196,9 +196,10 @@ const NON_DETERMINISTIC: &[&str] = &[
     "/var/cache/apt/*.bin",
 ];
 
-/// The configuration mkosi adds to its default initrd (`InitrdInclude=`).
-const INITRD_CONF: &str = "keel-initrd.conf";
-
+/// The configuration mkosi adds to its default initrd (`InitrdInclude=`,
+/// with the files of [`state`]): mkosi builds the default initrd as an
+/// image of its own, which needs the same clean-up, or the UKI differs
+/// between two builds of one lock.
 fn initrd_conf() -> String {
     let mut s = String::from(
         "# Rendered by keel: added to mkosi's default initrd (InitrdInclude=).\n\n[Content]\n",

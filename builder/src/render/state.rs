@@ -31,7 +31,8 @@ pub const INITRD_DIR: &str = "initrd";
 /// Where the node's /etc changes live (upper and work dirs beneath).
 pub const ETC_STATE: &str = "/var/lib/keel/etc";
 
-/// The initrd's extra files: path relative to the work dir → (content, mode).
+/// The initrd's extra files besides its `mkosi.conf` (which the renderer
+/// writes): path relative to the work dir → (content, mode).
 pub fn initrd_files() -> Vec<(String, String, u32)> {
     let unit = "[Unit]\n\
         Description=Keel: /var partition and persistent /etc overlay\n\
@@ -52,13 +53,6 @@ pub fn initrd_files() -> Vec<(String, String, u32)> {
     let dropin = "[Unit]\nWants=keel-persistent-state.service\n".to_string();
     let sd = format!("{INITRD_DIR}/mkosi.extra/usr/lib/systemd/system");
     vec![
-        (
-            format!("{INITRD_DIR}/mkosi.conf"),
-            "# Rendered by keel: extra configuration for mkosi's default initrd.\n\
-             [Content]\nPackages=\n"
-                .to_string(),
-            0o644,
-        ),
         (format!("{sd}/keel-persistent-state.service"), unit, 0o644),
         (
             format!("{sd}/initrd-root-fs.target.d/50-keel.conf"),
