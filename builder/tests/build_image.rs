@@ -11,28 +11,14 @@ use std::process::Command;
 
 use keel_cmd::CommandRunExt;
 
+mod common;
+
 const ESP: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 const ROOT_X86_64: &str = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709";
 const ROOT_VERITY_X86_64: &str = "2C7357ED-EBD2-46D9-AEC1-23D437EC2BF5";
 
 fn skip_reason() -> Option<String> {
-    let uid = Command::new("id")
-        .arg("-u")
-        .run_get_string()
-        .unwrap_or_default();
-    if uid.trim() != "0" {
-        return Some("not root (mkosi needs root)".into());
-    }
-    for tool in ["mkosi", "qemu-img", "sfdisk", "systemd-repart"] {
-        if Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .run()
-            .is_err()
-        {
-            return Some(format!("{tool} is not installed (./setup.sh --deps)"));
-        }
-    }
-    None
+    common::build_skip_reason(&["mkosi", "qemu-img", "sfdisk", "systemd-repart"])
 }
 
 fn repo() -> PathBuf {
@@ -49,25 +35,13 @@ fn keel(args: &[&str]) -> Result<String, keel_cmd::CmdError> {
 fn build_and_check(name: &str) {
     // The same output directory and lock as qemu-tests' image builder, so a
     // CI run builds each image once (the other test then finds it current).
-    let images = std::env::var_os("KEEL_TEST_IMAGES")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/keel-qemu-tests"));
-    std::fs::create_dir_all(images.join(name)).expect("images dir");
-    let lock_file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(images.join(format!("{name}.lock")))
-        .expect("lock file");
-    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .expect("flock");
+    let _lock = common::lock_image(name);
+    let images = common::images_dir();
     let out = images.join(name);
     let out_s = out.to_str().expect("utf8");
     let image = repo().join("images").join(name);
     let image_s = image.to_str().expect("utf8");
-    let cache = std::env::var("KEEL_TEST_CACHE").unwrap_or_else(|_| "/var/cache/keel".into());
+    let cache = common::cache_dir();
 
     let build = || {
         keel(&[

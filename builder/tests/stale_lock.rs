@@ -18,22 +18,12 @@ use keel_builder::lock::{apt::PrivateApt, Lock};
 use keel_builder::pool::Pool;
 use keel_cmd::CommandRunExt;
 
+mod common;
+
 const AGED: &str = "tpm2-tools";
 
 fn skip_reason() -> Option<String> {
-    if nix::unistd::getuid().as_raw() != 0 {
-        return Some("not root (mkosi needs root)".into());
-    }
-    for tool in ["mkosi", "dpkg-deb", "reprepro", "apt-get"] {
-        if Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .run()
-            .is_err()
-        {
-            return Some(format!("{tool} is not installed (./setup.sh --deps)"));
-        }
-    }
-    None
+    common::build_skip_reason(&["mkosi", "dpkg-deb", "reprepro", "apt-get"])
 }
 
 fn repo() -> PathBuf {
@@ -129,7 +119,7 @@ fn aged_lock_strict_refuses_pool_builds_relock_builds() {
     let aged_pkg = pkg.clone();
     std::fs::write(def.join("packages.lock"), lock.to_text()).expect("write lock");
     let def_s = def.to_str().expect("utf8");
-    let cache = std::env::var("KEEL_TEST_CACHE").unwrap_or_else(|_| "/var/cache/keel".into());
+    let cache = common::cache_dir();
     let empty_pool = t.path().join("empty-pool");
     let empty_pool_s = empty_pool.to_str().expect("utf8");
 
@@ -219,20 +209,8 @@ fn aged_lock_strict_refuses_pool_builds_relock_builds() {
     // 3. --relock without a pool: today's archive. The output directory is
     // the one the other image tests share, so this is usually the build
     // they reuse (or reuse theirs).
-    let images = std::env::var_os("KEEL_TEST_IMAGES")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/keel-qemu-tests"));
-    std::fs::create_dir_all(images.join("test-tiny")).expect("images dir");
-    let lock_file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(images.join("test-tiny.lock"))
-        .expect("lock file");
-    let _guard = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .expect("flock");
+    let _guard = common::lock_image("test-tiny");
+    let images = common::images_dir();
     let out3 = images.join("test-tiny");
     let s = keel(&[
         "build",

@@ -51,3 +51,13 @@ pub fn skip_unless_env(test: &str, var: &str) -> bool {
         true
     }
 }
+
+/// Upper bound for a guest to reach what a test waits for (TCG on a busy
+/// 2-core machine is slow): `KEEL_TEST_BOOT_TIMEOUT` seconds, else `default_secs`.
+pub fn boot_timeout(default_secs: u64) -> std::time::Duration {
+    let secs = std::env::var("KEEL_TEST_BOOT_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default_secs);
+    std::time::Duration::from_secs(secs)
+}

@@ -20,16 +20,6 @@ use keel_builder::vm::{Vm, VmOptions, BOOT_FAILURES};
 use keel_cmd::CommandRunExt;
 use keel_qemu_tests::{check, images, prereq};
 
-/// Upper bound for a boot to multi-user (TCG on a busy 2-core machine is
-/// slow); KEEL_TEST_BOOT_TIMEOUT (seconds) overrides it.
-fn boot_timeout() -> Duration {
-    let secs = std::env::var("KEEL_TEST_BOOT_TIMEOUT")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1200);
-    Duration::from_secs(secs)
-}
-
 const MULTI_USER: &str = r"Reached target .*Multi-User System";
 
 /// Boots `image`, waits for multi-user and then for the check line (images
@@ -49,7 +39,7 @@ fn boot_and_check(test: &str, image: &images::BuiltImage, memory_mib: u32, has_c
     let accel = vm.accel().name();
     let (qemu_pid, swtpm_pid) = (vm.qemu_pid(), vm.swtpm_pid());
 
-    let reached = vm.wait_for_console_unless(MULTI_USER, BOOT_FAILURES, boot_timeout());
+    let reached = vm.wait_for_console_unless(MULTI_USER, BOOT_FAILURES, prereq::boot_timeout(1200));
     let to_multi_user = started.elapsed();
     let line = reached.unwrap_or_else(|e| panic!("{test}: {e:#}"));
     eprintln!(
@@ -188,7 +178,7 @@ fn test_tiny_keeps_etc_and_root_across_a_reboot() {
         let started = Instant::now();
         let mut vm = Vm::start(opts).expect("VM starts");
         let found = vm
-            .wait_for_console_unless(check::LINE_REGEX, BOOT_FAILURES, boot_timeout())
+            .wait_for_console_unless(check::LINE_REGEX, BOOT_FAILURES, prereq::boot_timeout(1200))
             .unwrap_or_else(|e| panic!("{test}: boot {boot}: no KEEL-CHECK line: {e:#}"));
         eprintln!(
             "{test}: boot {boot} after {:.1} s: {}",
@@ -258,7 +248,7 @@ fn keel_vm_run_stops_qemu_and_swtpm_on_ctrl_c() {
     assert!(alive(qemu) && alive(swtpm));
 
     // Wait until the guest's kernel runs (firmware + EFI stub printed), then Ctrl-C.
-    let end = Instant::now() + boot_timeout();
+    let end = Instant::now() + prereq::boot_timeout(1200);
     while !std::fs::read_to_string(&log)
         .unwrap_or_default()
         .contains("EFI stub")

@@ -31,14 +31,6 @@ const MEMORY_MIB: u32 = 3072;
 const DONE: &str = r"keel-bootstrap: first boot complete";
 const REJECTED: &str = r"keel-bootstrap: .*enrollment rejected \(([a-z-]+)\)";
 
-fn timeout() -> Duration {
-    let secs = std::env::var("KEEL_TEST_BOOT_TIMEOUT")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1800);
-    Duration::from_secs(secs)
-}
-
 /// The store-node definition with one more kernel argument: another UKI for
 /// the same release name and version.
 fn other_build_definition(dir: &Path) -> PathBuf {
@@ -204,7 +196,7 @@ fn store_node_first_boot_end_to_end() {
     let mut fails: Vec<&str> = BOOT_FAILURES.to_vec();
     fails.push(REJECTED);
     let done = vm
-        .wait_for_console_unless(DONE, &fails, timeout())
+        .wait_for_console_unless(DONE, &fails, prereq::boot_timeout(1800))
         .unwrap_or_else(|e| {
             panic!(
                 "{TEST}: node A never finished first boot: {e:#}\nagent lines:\n{}\ndnsmasq: {}",
@@ -310,7 +302,7 @@ fn store_node_first_boot_end_to_end() {
     let started = Instant::now();
     let mut vm = Vm::start(vm_options(&b, &work, 1, &net, seed)).expect("VM B starts");
     let refused = vm
-        .wait_for_console_unless(REJECTED, &[DONE], timeout())
+        .wait_for_console_unless(REJECTED, &[DONE], prereq::boot_timeout(1800))
         .unwrap_or_else(|e| {
             panic!(
                 "{TEST}: node B was not refused: {e:#}\nagent lines:\n{}",

@@ -142,15 +142,6 @@ fn addrs(v: &serde_json::Value) -> Vec<SocketAddrV4> {
         .unwrap_or_default()
 }
 
-/// How long test-tiny may take to reach multi-user (TCG on a busy machine).
-fn boot_timeout() -> Duration {
-    let secs = std::env::var("KEEL_TEST_BOOT_TIMEOUT")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1200);
-    Duration::from_secs(secs)
-}
-
 /// `ip -o link show dev NAME` in the namespace.
 fn link(net: &TestNet, name: &str) -> String {
     net.ip(&["-o", "link", "show", "dev", name])
@@ -198,7 +189,7 @@ fn test_tiny_boots_with_its_nic_on_a_tap_on_the_bridge() {
     vm.wait_for_console_unless(
         r"Reached target .*Multi-User System",
         BOOT_FAILURES,
-        boot_timeout(),
+        prereq::boot_timeout(1200),
     )
     .unwrap_or_else(|e| panic!("{test}: {e:#}"));
     let found = vm
