@@ -121,12 +121,6 @@ impl Store {
         })
     }
 
-    /// The release signing key's files (`release.key`, `release.pub`).
-    pub fn release_key(&self) -> (PathBuf, PathBuf) {
-        let d = self.dir.path();
-        (d.join("release.key"), d.join("release.pub"))
-    }
-
     /// Puts a signed release's manifest into keel-enroll's manifests directory.
     pub fn trust_release(&self, release_dir: &Path, as_name: &str) -> anyhow::Result<()> {
         let m = self.dir.path().join("manifests");

@@ -99,9 +99,17 @@ impl CephPaths {
     pub fn osd_dir(&self, id: u32) -> PathBuf {
         self.root.join(format!("var/lib/ceph/osd/ceph-{id}"))
     }
-    /// Where file-backed OSDs keep their block file: `<root>/var/lib/keel/ceph`.
+    /// The agent's private Ceph files (secrets on their way to the
+    /// monitors): `<root>/var/lib/keel/ceph`.
     pub fn file_dir(&self) -> PathBuf {
         self.root.join("var/lib/keel/ceph")
+    }
+    /// Where file-backed OSDs keep their block file:
+    /// `<root>/var/lib/ceph/keel-blocks`. Not in the agent's own state
+    /// directory, which is root's alone (0700): the OSD runs as `ceph` and
+    /// must reach its block file.
+    pub fn block_dir(&self) -> PathBuf {
+        self.root.join("var/lib/ceph/keel-blocks")
     }
     /// `<root>/run/ceph` (PID files of spawned OSDs).
     pub fn run_dir(&self) -> PathBuf {
@@ -266,7 +274,7 @@ fn targets(
     if out.is_empty() {
         if let Some(gib) = policy.file_backed_gib {
             out.push(Target {
-                device: paths.file_dir().join("osd-0.block"),
+                device: paths.block_dir().join("osd-0.block"),
                 wipe: false,
                 file_size: Some(gib.max(1) << 30),
             });

@@ -227,7 +227,7 @@ fn kill_between_osd_new_and_state_write_reuses_the_osd() {
     };
     // What a killed first run leaves: the plan saved, `osd new` done by the
     // monitors, the id never written back.
-    let device = paths.file_dir().join("osd-0.block");
+    let device = paths.block_dir().join("osd-0.block");
     let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid").expect("uuid");
     let secret = Command::new("ceph-authtool")
         .arg("--gen-print-key")
