@@ -6,7 +6,9 @@
 //! `/dev/console` is only the *last* `console=` of the kernel command line
 //! (a store node has a screen on tty0 and a serial line on ttyS0): the
 //! agent writes to every active console the kernel lists, so the line shows
-//! wherever somebody is looking.
+//! wherever somebody is looking. Each line opens the consoles anew: a getty
+//! starting on a serial console hangs up every file already open on it
+//! (seen on a real first boot: the lines after the first were lost).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,7 +19,7 @@ use sd_notify::NotifyState;
 /// Where console lines go.
 #[derive(Debug)]
 pub struct Progress {
-    console: Mutex<Vec<std::fs::File>>,
+    console: Mutex<Vec<PathBuf>>,
     console_path: Option<PathBuf>,
 }
 
@@ -31,24 +33,31 @@ pub fn active_consoles(active: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+fn open(p: &Path) -> Option<std::fs::File> {
+    std::fs::OpenOptions::new().append(true).open(p).ok()
+}
+
 impl Progress {
     /// Console lines go to `console` if it opens (for `/dev/console`: every
     /// active console), else stderr.
     pub fn new(console: Option<&Path>) -> Progress {
-        let open = |p: &Path| std::fs::OpenOptions::new().append(true).open(p).ok();
-        let mut files = Vec::new();
+        let mut paths = Vec::new();
         if let Some(p) = console {
             if p == Path::new("/dev/console") {
                 let active =
                     std::fs::read_to_string("/sys/class/tty/console/active").unwrap_or_default();
-                files.extend(active_consoles(&active).iter().filter_map(|d| open(d)));
+                paths.extend(
+                    active_consoles(&active)
+                        .into_iter()
+                        .filter(|d| open(d).is_some()),
+                );
             }
-            if files.is_empty() {
-                files.extend(open(p));
+            if paths.is_empty() && open(p).is_some() {
+                paths.push(p.to_path_buf());
             }
         }
         Progress {
-            console: Mutex::new(files),
+            console: Mutex::new(paths),
             console_path: console.map(Path::to_path_buf),
         }
     }
@@ -74,13 +83,15 @@ impl Progress {
 
     fn console_line(&self, msg: &str) {
         let line = format!("keel-bootstrap: {msg}\n");
-        let mut guard = match self.console.lock() {
+        let guard = match self.console.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
         let mut written = false;
-        for f in guard.iter_mut() {
-            written |= f.write_all(line.as_bytes()).is_ok();
+        for p in guard.iter() {
+            if let Some(mut f) = open(p) {
+                written |= f.write_all(line.as_bytes()).is_ok();
+            }
         }
         // Under systemd stderr is the journal, which already has the log line.
         if !written && self.console_path.is_none() && std::env::var_os("JOURNAL_STREAM").is_none() {
