@@ -9,6 +9,12 @@
 //! and boot: it runs only with KEEL_TEST_STORE_NODE=1, and is checked for
 //! multi-user and a serial login prompt (it has no test unit).
 
+/// A line for the CI log even when the test passes (libtest hides what a
+/// passing test prints with `eprintln!`).
+macro_rules! report {
+    ($($t:tt)*) => { keel_testbed::report(format_args!($($t)*)) };
+}
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,7 +48,7 @@ fn boot_and_check(test: &str, image: &images::BuiltImage, memory_mib: u32, has_c
     let reached = vm.wait_for_console_unless(MULTI_USER, BOOT_FAILURES, prereq::boot_timeout(1200));
     let to_multi_user = started.elapsed();
     let line = reached.unwrap_or_else(|e| panic!("{test}: {e:#}"));
-    eprintln!(
+    report!(
         "{test}: {} reached multi-user in {:.1} s ({accel}, {memory_mib} MiB): {}",
         image.name,
         to_multi_user.as_secs_f64(),
@@ -52,14 +58,14 @@ fn boot_and_check(test: &str, image: &images::BuiltImage, memory_mib: u32, has_c
         let prompt = vm
             .wait_for_console(r"login: ?$", Duration::from_secs(300))
             .unwrap_or_else(|e| panic!("{test}: no login prompt on the serial console: {e:#}"));
-        eprintln!("{test}: {}", prompt.line);
+        report!("{test}: {}", prompt.line);
         vm.stop().expect("VM stops");
         return;
     }
     let found = vm
         .wait_for_console(check::LINE_REGEX, Duration::from_secs(300))
         .unwrap_or_else(|e| panic!("{test}: no KEEL-CHECK line: {e:#}"));
-    eprintln!("{test}: {}", found.line);
+    report!("{test}: {}", found.line);
     let kv = check::parse(&found.line).expect("check line parses");
     let get = |k: &str| kv.get(k).map(String::as_str).unwrap_or("(missing)");
 
@@ -97,7 +103,7 @@ fn boot_and_check(test: &str, image: &images::BuiltImage, memory_mib: u32, has_c
     check_measured_boot(&image.dir, get("pcr4"), get("pcr11"));
 
     let status = vm.stop().expect("VM stops");
-    eprintln!(
+    report!(
         "{test}: QEMU stopped ({status}) after {:.1} s",
         started.elapsed().as_secs_f64()
     );
@@ -180,7 +186,7 @@ fn test_tiny_keeps_etc_and_root_across_a_reboot() {
         let found = vm
             .wait_for_console_unless(check::LINE_REGEX, BOOT_FAILURES, prereq::boot_timeout(1200))
             .unwrap_or_else(|e| panic!("{test}: boot {boot}: no KEEL-CHECK line: {e:#}"));
-        eprintln!(
+        report!(
             "{test}: boot {boot} after {:.1} s: {}",
             started.elapsed().as_secs_f64(),
             found.line

@@ -108,6 +108,14 @@ pub fn strict() -> bool {
     std::env::var("KEEL_TEST_STRICT").as_deref() == Ok("1")
 }
 
+/// Writes one line straight to the process's stderr, past libtest's
+/// capture (like [`report_skip`]): for figures and evidence a passing test
+/// must still show in the CI log.
+pub fn report(what: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "{what}");
+}
+
 /// Writes `NOT SELECTED <what>` for a test left out on purpose (an opt-in
 /// slow tier, e.g. `KEEL_TEST_STORE_NODE=1`): not a skip for want of a
 /// prerequisite, so strict mode lets it be.
