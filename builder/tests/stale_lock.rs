@@ -11,12 +11,6 @@
 //!
 //! Needs root, mkosi, dpkg-deb and reprepro (./setup.sh --deps); SKIP otherwise.
 
-/// A line for the CI log even when the test passes (libtest hides what a
-/// passing test prints with `eprintln!`).
-macro_rules! report {
-    ($($t:tt)*) => { keel_testbed::report(format_args!($($t)*)) };
-}
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -178,7 +172,7 @@ fn aged_lock_strict_refuses_pool_builds_relock_builds() {
         "--json",
     ])
     .unwrap_or_else(|e| panic!("build from the pool: {e}"));
-    report!(
+    keel_testbed::report!(
         "stale_lock: build from the pool took {:.0} s",
         started.elapsed().as_secs_f64()
     );

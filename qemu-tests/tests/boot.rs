@@ -9,12 +9,6 @@
 //! and boot: it runs only with KEEL_TEST_STORE_NODE=1, and is checked for
 //! multi-user and a serial login prompt (it has no test unit).
 
-/// A line for the CI log even when the test passes (libtest hides what a
-/// passing test prints with `eprintln!`).
-macro_rules! report {
-    ($($t:tt)*) => { keel_testbed::report(format_args!($($t)*)) };
-}
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,7 +42,7 @@ fn boot_and_check(test: &str, image: &images::BuiltImage, memory_mib: u32, has_c
     let reached = vm.wait_for_console_unless(MULTI_USER, BOOT_FAILURES, prereq::boot_timeout(1200));
     let to_multi_user = started.elapsed();
     let line = reached.unwrap_or_else(|e| panic!("{test}: {e:#}"));
-    report!(
+    keel_testbed::report!(
         "{test}: {} reached multi-user in {:.1} s ({accel}, {memory_mib} MiB): {}",
         image.name,
         to_multi_user.as_secs_f64(),
@@ -58,14 +52,14 @@ fn boot_and_check(test: &str, image: &images::BuiltImage, memory_mib: u32, has_c
         let prompt = vm
             .wait_for_console(r"login: ?$", Duration::from_secs(300))
             .unwrap_or_else(|e| panic!("{test}: no login prompt on the serial console: {e:#}"));
-        report!("{test}: {}", prompt.line);
+        keel_testbed::report!("{test}: {}", prompt.line);
         vm.stop().expect("VM stops");
         return;
     }
     let found = vm
         .wait_for_console(check::LINE_REGEX, Duration::from_secs(300))
         .unwrap_or_else(|e| panic!("{test}: no KEEL-CHECK line: {e:#}"));
-    report!("{test}: {}", found.line);
+    keel_testbed::report!("{test}: {}", found.line);
     let kv = check::parse(&found.line).expect("check line parses");
     let get = |k: &str| kv.get(k).map(String::as_str).unwrap_or("(missing)");
 
@@ -103,7 +97,7 @@ fn boot_and_check(test: &str, image: &images::BuiltImage, memory_mib: u32, has_c
     check_measured_boot(&image.dir, get("pcr4"), get("pcr11"));
 
     let status = vm.stop().expect("VM stops");
-    report!(
+    keel_testbed::report!(
         "{test}: QEMU stopped ({status}) after {:.1} s",
         started.elapsed().as_secs_f64()
     );
@@ -186,7 +180,7 @@ fn test_tiny_keeps_etc_and_root_across_a_reboot() {
         let found = vm
             .wait_for_console_unless(check::LINE_REGEX, BOOT_FAILURES, prereq::boot_timeout(1200))
             .unwrap_or_else(|e| panic!("{test}: boot {boot}: no KEEL-CHECK line: {e:#}"));
-        report!(
+        keel_testbed::report!(
             "{test}: boot {boot} after {:.1} s: {}",
             started.elapsed().as_secs_f64(),
             found.line

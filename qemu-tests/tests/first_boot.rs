@@ -28,11 +28,6 @@ use keel_testbed::TestNet;
 
 const TEST: &str = "store_node_first_boot_end_to_end";
 
-/// A line for the CI log even when the test passes (libtest hides what a
-/// passing test prints with `eprintln!`).
-macro_rules! report {
-    ($($t:tt)*) => { keel_testbed::report(format_args!($($t)*)) };
-}
 const MEMORY_MIB: u32 = 3072;
 const DONE: &str = r"keel-bootstrap: first boot complete";
 const REJECTED: &str = r"keel-bootstrap: .*enrollment rejected \(([a-z-]+)\)";
@@ -199,7 +194,7 @@ fn store_node_first_boot_end_to_end() {
         .arg(&seed)
         .run_get_string()
         .expect("keel-bootstrap seed check");
-    report!("{TEST}: {}", check.lines().next().unwrap_or_default());
+    keel_testbed::report!("{TEST}: {}", check.lines().next().unwrap_or_default());
     let before_osds = osd_ids(&store);
     let started = Instant::now();
     let mut vm = Vm::start(vm_options(&a, &work, 0, &net, seed)).expect("VM A starts");
@@ -235,27 +230,27 @@ fn store_node_first_boot_end_to_end() {
         (Some(t_first), started.elapsed(), done.line)
     };
     let console = vm.console_log();
-    report!(
+    keel_testbed::report!(
         "{TEST}: node A, one boot: login prompt {} after QEMU started, first boot complete {:.1} s",
         to_login.map_or("never seen".into(), |t| format!("{:.1} s", t.as_secs_f64())),
         to_done.as_secs_f64(),
     );
     if let Some(l) = to_login {
-        report!(
+        keel_testbed::report!(
             "{TEST}: the agent finished {:+.1} s after the login prompt",
             to_done.as_secs_f64() - l.as_secs_f64()
         );
     }
-    report!("{TEST}: what the technician saw on the serial console:");
+    keel_testbed::report!("{TEST}: what the technician saw on the serial console:");
     for l in agent_lines(&console) {
-        report!("    {l}");
+        keel_testbed::report!("    {l}");
     }
-    report!("{TEST}: {done_line}");
+    keel_testbed::report!("{TEST}: {done_line}");
 
     // The service's view: one node, admitted, bundle revision reported.
     let nodes = store.nodes().expect("nodes");
     assert_eq!(nodes.len(), 1, "one node enrolled: {nodes:?}");
-    report!("{TEST}: node row: {:?}", nodes[0]);
+    keel_testbed::report!("{TEST}: node row: {:?}", nodes[0]);
     wait_revision(&store);
     // Ceph's view: the node's OSD is up and in.
     let added: Vec<u64> = osd_ids(&store)
@@ -282,7 +277,7 @@ fn store_node_first_boot_end_to_end() {
         &host,
         "systemctl show keel-bootstrap.service -p Type -p Result -p ExecMainStatus -p CPUUsageNSec -p MemoryPeak",
     );
-    report!(
+    keel_testbed::report!(
         "{TEST}: keel-bootstrap.service in the guest: {}",
         unit.split_whitespace().collect::<Vec<_>>().join(" ")
     );
@@ -293,7 +288,7 @@ fn store_node_first_boot_end_to_end() {
         &host,
         "journalctl -b -u keel-bootstrap.service -o cat | grep 'resource use' | tail -n 1",
     );
-    report!("{TEST}: agent inside the guest: {}", usage.trim());
+    keel_testbed::report!("{TEST}: agent inside the guest: {}", usage.trim());
     let facts = ssh(
         &ssh_key,
         &host,
@@ -301,7 +296,7 @@ fn store_node_first_boot_end_to_end() {
          openssl x509 -noout -subject -enddate -in /var/lib/keel/acme/live/cert.pem; \
          cat /var/lib/keel/bundle/current/app/config.yaml",
     );
-    report!("{TEST}: node facts:\n{facts}");
+    keel_testbed::report!("{TEST}: node facts:\n{facts}");
     let lines: Vec<&str> = facts.lines().collect();
     assert_eq!(
         lines.first(),
@@ -336,13 +331,13 @@ fn store_node_first_boot_end_to_end() {
                 agent_lines(&vm.console_log()).join("\n")
             )
         });
-    report!(
+    keel_testbed::report!(
         "{TEST}: node B refused {:.1} s after QEMU started: {}",
         started.elapsed().as_secs_f64(),
         refused.line
     );
     for l in agent_lines(&vm.console_log()) {
-        report!("    {l}");
+        keel_testbed::report!("    {l}");
     }
     assert!(
         refused.line.contains("(pcr-policy)"),
@@ -379,7 +374,7 @@ fn wait_up_in(store: &Store, id: u64) {
             .and_then(|a| a.iter().find(|o| o["osd"].as_u64() == Some(id)).cloned());
         if let Some(o) = &osd {
             if o["up"].as_u64() == Some(1) && o["in"].as_u64() == Some(1) {
-                report!(
+                keel_testbed::report!(
                     "{TEST}: osd.{id} up and in at {}",
                     o["public_addr"].as_str().unwrap_or("?")
                 );

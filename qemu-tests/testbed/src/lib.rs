@@ -110,10 +110,17 @@ pub fn strict() -> bool {
 
 /// Writes one line straight to the process's stderr, past libtest's
 /// capture (like [`report_skip`]): for figures and evidence a passing test
-/// must still show in the CI log.
+/// must still show in the CI log. [`report!`] is the `eprintln!`-like form.
 pub fn report(what: std::fmt::Arguments<'_>) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr().lock(), "{what}");
+}
+
+/// `eprintln!` for evidence that must reach the CI log even when the test
+/// passes (libtest hides what a passing test prints): see [`report`].
+#[macro_export]
+macro_rules! report {
+    ($($t:tt)*) => { $crate::report(format_args!($($t)*)) };
 }
 
 /// Writes `NOT SELECTED <what>` for a test left out on purpose (an opt-in
