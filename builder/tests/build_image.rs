@@ -6,12 +6,12 @@
 //! Needs root and mkosi (./setup.sh); prints SKIP otherwise. store-node is
 //! built only with KEEL_TEST_STORE_NODE=1 (it takes much longer).
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use keel_cmd::CommandRunExt;
 
 mod common;
+use common::{keel, repo};
 
 const ESP: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 const ROOT_X86_64: &str = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709";
@@ -19,17 +19,6 @@ const ROOT_VERITY_X86_64: &str = "2C7357ED-EBD2-46D9-AEC1-23D437EC2BF5";
 
 fn skip_reason() -> Option<String> {
     common::build_skip_reason(&["mkosi", "qemu-img", "sfdisk", "systemd-repart"])
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn keel(args: &[&str]) -> Result<String, keel_cmd::CmdError> {
-    Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(args)
-        .env("CI", "true")
-        .run_get_string()
 }
 
 fn build_and_check(name: &str) {

@@ -19,22 +19,12 @@ use keel_builder::pool::Pool;
 use keel_cmd::CommandRunExt;
 
 mod common;
+use common::{keel, repo};
 
 const AGED: &str = "tpm2-tools";
 
 fn skip_reason() -> Option<String> {
     common::build_skip_reason(&["mkosi", "dpkg-deb", "reprepro", "apt-get"])
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn keel(args: &[&str]) -> Result<String, keel_cmd::CmdError> {
-    Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(args)
-        .env("CI", "true")
-        .run_get_string()
 }
 
 fn copy_dir(src: &Path, dst: &Path) {

@@ -2,7 +2,7 @@
 //! images, and the image directory and per-image lock they share with
 //! qemu-tests (so a CI run builds each image once).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use keel_cmd::CommandRunExt;
@@ -50,4 +50,17 @@ pub fn lock_image(name: &str) -> nix::fcntl::Flock<std::fs::File> {
 /// The package cache the tests share (`KEEL_TEST_CACHE` or /var/cache/keel).
 pub fn cache_dir() -> String {
     std::env::var("KEEL_TEST_CACHE").unwrap_or_else(|_| "/var/cache/keel".into())
+}
+
+/// The workspace root (where images/ is).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs the `keel` binary of this package (CI mode: plain progress lines).
+pub fn keel(args: &[&str]) -> Result<String, keel_cmd::CmdError> {
+    Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(args)
+        .env("CI", "true")
+        .run_get_string()
 }
