@@ -110,6 +110,8 @@ fn run(
     .arg("--state-dir")
     .arg(state)
     .args(["--tcti", tcti])
+    .arg("--event-log")
+    .arg(common::empty_event_log(root))
     .env_remove("NOTIFY_SOCKET")
     .env_remove("JOURNAL_STREAM")
     .stdin(Stdio::null())

@@ -239,7 +239,7 @@ impl Bed {
         .args(["--tcti", &self.tpm.tcti()])
         .args(["--spawn-osds", "--http01-listen", "127.0.0.1:0"])
         .arg("--event-log")
-        .arg(n.root.join("no-event-log"))
+        .arg(common::empty_event_log(&n.root))
         .env_remove("NOTIFY_SOCKET")
         .env_remove("JOURNAL_STREAM")
         .stdin(Stdio::null());

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::admission::{AllowEntry, NodeRow, NodeStatus};
 use crate::audit::{self, Entry};
-use crate::store::Store;
+use crate::store::{NodeKey, Store};
 
 /// Parses the purchasing allow-list CSV: `ek_sha256,serial,store` per line; an
 /// optional header line, blank lines and `#` comments are skipped.
@@ -51,6 +51,16 @@ pub fn parse_allowlist(text: &str) -> Result<Vec<AllowEntry>, String> {
         });
     }
     Ok(out)
+}
+
+/// An EK hash as an admin types it: 64 hex digits, returned lowercase.
+pub fn parse_ek(ek: &str) -> anyhow::Result<String> {
+    let ek = ek.trim().to_ascii_lowercase();
+    anyhow::ensure!(
+        ek.len() == 64 && ek.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{ek:?} is not a hex SHA-256 of an EK (64 hex digits)"
+    );
+    Ok(ek)
 }
 
 /// Admin context: the store and the config hash for audit rows.
@@ -103,20 +113,39 @@ impl Admin {
     /// Creates a one-time token for `store` valid `ttl_secs`; returns it (shown
     /// once; only its SHA-256 is stored).
     pub async fn create_token(&self, store: &str, ttl_secs: i64) -> anyhow::Result<String> {
+        self.create_token_for(store, ttl_secs, None).await
+    }
+
+    /// Creates a one-time token that, when `ek_sha256` is given, admits only
+    /// the TPM with that EK (SHA-256 of its SubjectPublicKeyInfo, hex).
+    pub async fn create_token_for(
+        &self,
+        store: &str,
+        ttl_secs: i64,
+        ek_sha256: Option<&str>,
+    ) -> anyhow::Result<String> {
         anyhow::ensure!(
             crate::server::valid_id(store),
             "{store:?} is not a valid store id"
         );
+        anyhow::ensure!(ttl_secs > 0, "a token must be valid for some time");
+        let ek = ek_sha256.map(parse_ek).transpose()?;
         let token = format!("keel-{}", hex::encode(rand::random::<[u8; 20]>()));
         let hash = hex::encode(Sha256::digest(token.as_bytes()));
         let expires = time::OffsetDateTime::now_utc().unix_timestamp() + ttl_secs;
+        let bound = match &ek {
+            Some(ek) => format!(", bound to EK {ek}"),
+            None => String::new(),
+        };
         let mut e = self.entry(
             "token-create",
             "",
-            format!("token {}… valid {ttl_secs}s", &hash[..12]),
+            format!("token {}… valid {ttl_secs}s{bound}", &hash[..12]),
         );
         e.store_id = store.into();
-        self.store.create_token(&hash, store, expires, e).await?;
+        self.store
+            .create_token(&hash, store, ek.as_deref(), expires, e)
+            .await?;
         Ok(token)
     }
 
@@ -125,44 +154,86 @@ impl Admin {
         Ok(self.store.nodes(status).await?)
     }
 
+    /// Finds the node an admin names: `STORE/NODE`, or `NODE` when only one
+    /// store has a node of that id.
+    pub async fn resolve(&self, node: &str) -> anyhow::Result<NodeKey> {
+        if let Some((store, id)) = node.split_once('/') {
+            return Ok(NodeKey::new(store, id));
+        }
+        let found: Vec<NodeRow> = self
+            .store
+            .nodes(None)
+            .await?
+            .into_iter()
+            .filter(|n| n.node_id == node)
+            .collect();
+        match found.as_slice() {
+            [] => anyhow::bail!("no node {node} in any store (see `keel-enroll nodes list`)"),
+            [one] => Ok(NodeKey::new(&one.store_id, &one.node_id)),
+            many => {
+                let stores: Vec<&str> = many.iter().map(|n| n.store_id.as_str()).collect();
+                anyhow::bail!(
+                    "node id {node} exists in stores {}: name it as STORE/{node}",
+                    stores.join(", ")
+                )
+            }
+        }
+    }
+
+    fn node_entry(&self, action: &str, key: &NodeKey, detail: String) -> Entry {
+        let mut e = self.entry(action, &key.node_id, detail);
+        e.store_id = key.store_id.clone();
+        e
+    }
+
     /// Approves a pending node.
     pub async fn approve(&self, node: &str) -> anyhow::Result<()> {
-        let e = self.entry("approve", node, "pending -> approved".into());
+        let key = self.resolve(node).await?;
+        let e = self.node_entry("approve", &key, "pending -> approved".into());
         self.store
-            .set_status(node, &[NodeStatus::Pending], NodeStatus::Approved, None, e)
+            .set_status(&key, &[NodeStatus::Pending], NodeStatus::Approved, None, e)
             .await?;
         Ok(())
     }
 
     /// Revokes a node.
     pub async fn revoke(&self, node: &str) -> anyhow::Result<()> {
-        let e = self.entry("revoke", node, "-> revoked".into());
+        let key = self.resolve(node).await?;
+        let e = self.node_entry("revoke", &key, "-> revoked".into());
         use NodeStatus::*;
         self.store
-            .set_status(node, &[Pending, Approved, Admitted], Revoked, None, e)
+            .set_status(&key, &[Pending, Approved, Admitted], Revoked, None, e)
             .await?;
+        Ok(())
+    }
+
+    /// Deletes a pending or revoked node's row, freeing its id in its store
+    /// (an admitted node must be revoked first, so its secrets are taken back).
+    pub async fn delete(&self, node: &str) -> anyhow::Result<()> {
+        let key = self.resolve(node).await?;
+        let e = self.node_entry("delete", &key, "row deleted".into());
+        use NodeStatus::*;
+        self.store
+            .delete_node(&key, &[Pending, Revoked], e)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e} (revoke an enrolled node before deleting it)"))?;
         Ok(())
     }
 
     /// Allows an enrolled (or revoked) node to enroll again: with the same EK
     /// after re-imaging, or bound to a new EK after an RMA.
     pub async fn reenroll(&self, node: &str, new_ek: Option<&str>) -> anyhow::Result<()> {
-        if let Some(ek) = new_ek {
-            anyhow::ensure!(
-                ek.len() == 64 && ek.bytes().all(|b| b.is_ascii_hexdigit()),
-                "{ek:?} is not a hex SHA-256"
-            );
-        }
-        let new_ek = new_ek.map(|s| s.to_ascii_lowercase());
+        let key = self.resolve(node).await?;
+        let new_ek = new_ek.map(parse_ek).transpose()?;
         let detail = match &new_ek {
             Some(ek) => format!("re-enroll with new EK {ek}"),
             None => "re-enroll with the same EK".into(),
         };
-        let e = self.entry("reenroll", node, detail);
+        let e = self.node_entry("reenroll", &key, detail);
         use NodeStatus::*;
         self.store
             .set_status(
-                node,
+                &key,
                 &[Admitted, Revoked, Pending],
                 Approved,
                 new_ek.as_deref(),

@@ -7,7 +7,14 @@ fn claim(token: bool, certified: bool) -> Claim {
         ek_sha256: "ek1".into(),
         ek_certified: certified,
         token_hash: token.then(|| "th".into()),
+        ek_cert: None,
+        require_approval: false,
     }
+}
+
+fn approval(mut c: Claim) -> Claim {
+    c.require_approval = true;
+    c
 }
 
 fn node(status: NodeStatus, ek: &str, store: &str) -> NodeRow {
@@ -20,6 +27,7 @@ fn node(status: NodeStatus, ek: &str, store: &str) -> NodeRow {
         updated_at: 0,
         revision: None,
         report: None,
+        ek_cert: None,
     }
 }
 
@@ -28,6 +36,14 @@ fn token(store: &str, expires_at: i64, used: bool) -> TokenRow {
         store_id: store.into(),
         expires_at,
         used,
+        ek_sha256: None,
+    }
+}
+
+fn bound(ek: &str) -> TokenRow {
+    TokenRow {
+        ek_sha256: Some(ek.into()),
+        ..token("s1", 2000, false)
     }
 }
 
@@ -52,10 +68,10 @@ fn table() {
             Err(C::EkNotAllowed),
         ),
         (
-            "unknown certified queues",
+            "unknown certified is refused, not queued (no squatting)",
             claim(false, true),
             Facts::default(),
-            Ok("queue"),
+            Err(C::EkNotAllowed),
         ),
         (
             "allow-listed",
@@ -76,13 +92,68 @@ fn table() {
             Err(C::EkNotAllowed),
         ),
         (
-            "valid token",
-            claim(true, false),
+            "valid token from a certified TPM",
+            claim(true, true),
             Facts {
                 token: Some(token("s1", 2000, false)),
                 ..Default::default()
             },
             Ok("token"),
+        ),
+        (
+            "valid token from an allow-listed TPM",
+            claim(true, false),
+            Facts {
+                token: Some(token("s1", 2000, false)),
+                allow: Some(allow("s1")),
+                ..Default::default()
+            },
+            Ok("token"),
+        ),
+        (
+            "valid token from an uncertified, unlisted TPM",
+            claim(true, false),
+            Facts {
+                token: Some(token("s1", 2000, false)),
+                ..Default::default()
+            },
+            Err(C::EkNotAllowed),
+        ),
+        (
+            "token bound to this EK",
+            claim(true, true),
+            Facts {
+                token: Some(bound("ek1")),
+                ..Default::default()
+            },
+            Ok("token"),
+        ),
+        (
+            "token bound to another EK",
+            claim(true, true),
+            Facts {
+                token: Some(bound("ek2")),
+                ..Default::default()
+            },
+            Err(C::TokenInvalid),
+        ),
+        (
+            "token in a store requiring approval queues",
+            approval(claim(true, true)),
+            Facts {
+                token: Some(token("s1", 2000, false)),
+                ..Default::default()
+            },
+            Ok("queue"),
+        ),
+        (
+            "allow-list in a store requiring approval queues",
+            approval(claim(false, false)),
+            Facts {
+                allow: Some(allow("s1")),
+                ..Default::default()
+            },
+            Ok("queue"),
         ),
         (
             "unknown token",
@@ -175,14 +246,14 @@ fn table() {
             Ok("queue"),
         ),
         (
-            "pending then token",
-            claim(true, false),
+            "pending then token stays pending",
+            claim(true, true),
             Facts {
                 node: Some(node(Pending, "ek1", "s1")),
                 token: Some(token("s1", 2000, false)),
                 ..Default::default()
             },
-            Ok("token"),
+            Ok("queue"),
         ),
     ];
     for (name, c, f, want) in cases {
@@ -193,7 +264,9 @@ fn table() {
             Verdict::Reject(code, _) => Err(*code),
         };
         assert_eq!(got, want, "{name}");
-        assert_eq!(out.consume_token, got == Ok("token"), "{name}");
+        // A token is used up whenever it created or admitted the row.
+        let consumed = c.token_hash.is_some() && got.is_ok() && f.node.is_none();
+        assert_eq!(out.consume_token, consumed, "{name}");
     }
 }
 

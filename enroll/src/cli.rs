@@ -74,6 +74,10 @@ pub enum TokenCmd {
         /// Validity in hours.
         #[arg(long, default_value_t = 24)]
         ttl_hours: i64,
+        /// Bind the token to one TPM: the SHA-256 (hex) of its EK public key
+        /// (as on the allow-list). Any other TPM presenting it is refused.
+        #[arg(long = "ek")]
+        ek_sha256: Option<String>,
     },
 }
 
@@ -85,22 +89,35 @@ pub enum NodesCmd {
         /// Only nodes with this status.
         #[arg(long)]
         status: Option<StatusArg>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
-    /// List nodes waiting for approval.
-    Pending,
+    /// List nodes waiting for approval, with their EK certificate's subject,
+    /// issuer and serial.
+    Pending {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Approve a pending node (admitted at its next attempt).
     Approve {
-        /// Node id.
+        /// Node: STORE/NODE, or NODE when the id is unique across stores.
         node: String,
     },
     /// Revoke a node.
     Revoke {
-        /// Node id.
+        /// Node: STORE/NODE, or NODE when the id is unique across stores.
+        node: String,
+    },
+    /// Delete a pending or revoked node's row (frees its id in its store).
+    Delete {
+        /// Node: STORE/NODE, or NODE when the id is unique across stores.
         node: String,
     },
     /// Allow an enrolled node to enroll again (re-imaging: same EK; RMA: --ek).
     Reenroll {
-        /// Node id.
+        /// Node: STORE/NODE, or NODE when the id is unique across stores.
         node: String,
         /// SHA-256 of the replacement TPM's EK (after an RMA).
         #[arg(long)]

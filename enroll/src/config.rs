@@ -49,9 +49,18 @@ pub struct Config {
     /// Explicit PCR policy file (TOML, keel-attest format), merged with manifests.
     #[serde(default)]
     pub pcr_policy: Option<PathBuf>,
-    /// Refuse nodes that send no event log.
-    #[serde(default)]
+    /// Refuse nodes that send no event log (default true: without the log
+    /// the quoted PCRs cannot be explained event by event).
+    #[serde(default = "yes")]
     pub require_event_log: bool,
+    /// Lowest release version admitted, per image name (`[min-release]`
+    /// table, e.g. `store-node = "1.4.0"`); per-store minimums add to it.
+    #[serde(default)]
+    pub min_release: BTreeMap<String, String>,
+    /// Withdrawn releases, `"IMAGE-NAME VERSION"`: never admitted, even
+    /// with valid reference values.
+    #[serde(default)]
+    pub deny_releases: Vec<String>,
     /// Seconds a challenge stays valid.
     #[serde(default = "default_session_ttl")]
     pub session_ttl_secs: i64,
@@ -76,8 +85,18 @@ pub struct StoreConfig {
     /// Ceph cluster admin access.
     #[serde(default)]
     pub ceph: Option<CephConfig>,
+    /// Every new node of this store waits for an admin's approval, even with
+    /// a valid token or allow-list entry.
+    #[serde(default)]
+    pub require_approval: bool,
+    /// Lowest release version this store admits, per image name.
+    #[serde(default)]
+    pub min_release: BTreeMap<String, String>,
 }
 
+fn yes() -> bool {
+    true
+}
 fn default_listen() -> String {
     "127.0.0.1:8443".into()
 }
@@ -185,6 +204,7 @@ ek-roots = "ek-roots"
         )
         .expect("minimal");
         assert_eq!(c.session_ttl_secs, 60);
+        assert!(c.require_event_log, "fails closed by default");
         assert_eq!(c.node_cert_hours, 168);
         let c = Config::parse(
             r#"

@@ -13,5 +13,7 @@ pub mod config;
 pub mod devcerts;
 pub mod harness;
 pub mod issue;
+pub mod release_gate;
 pub mod server;
+pub mod show;
 pub mod store;

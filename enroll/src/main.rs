@@ -79,10 +79,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let n = admin(&cli).await?.import_allowlist(csv).await?;
             println!("imported {n} allow-list entries");
         }
-        Command::Token(TokenCmd::Create { store, ttl_hours }) => {
+        Command::Token(TokenCmd::Create {
+            store,
+            ttl_hours,
+            ek_sha256,
+        }) => {
             let t = admin(&cli)
                 .await?
-                .create_token(store, ttl_hours * 3600)
+                .create_token_for(store, ttl_hours * 3600, ek_sha256.as_deref())
                 .await?;
             println!("{t}");
             eprintln!(
@@ -92,11 +96,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Nodes(cmd) => {
             let a = admin(&cli).await?;
             match cmd {
-                NodesCmd::List { status } => print_nodes(&a.nodes(status.map(Into::into)).await?),
-                NodesCmd::Pending => print_nodes(
-                    &a.nodes(Some(keel_enroll::admission::NodeStatus::Pending))
-                        .await?,
-                ),
+                NodesCmd::List { status, json } => {
+                    print_nodes(&a.nodes(status.map(Into::into)).await?, *json, false)
+                }
+                NodesCmd::Pending { json } => {
+                    let pending = Some(keel_enroll::admission::NodeStatus::Pending);
+                    print_nodes(&a.nodes(pending).await?, *json, true)
+                }
                 NodesCmd::Approve { node } => {
                     a.approve(node).await?;
                     println!("approved {node}");
@@ -104,6 +110,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 NodesCmd::Revoke { node } => {
                     a.revoke(node).await?;
                     println!("revoked {node}");
+                }
+                NodesCmd::Delete { node } => {
+                    a.delete(node).await?;
+                    println!("deleted {node}");
                 }
                 NodesCmd::Reenroll { node, ek } => {
                     a.reenroll(node, ek.as_deref()).await?;
@@ -138,20 +148,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_nodes(nodes: &[keel_enroll::admission::NodeRow]) {
-    println!(
-        "{:<24} {:<12} {:<9} {:<16} {:<20} REVISION",
-        "NODE", "STORE", "STATUS", "EK", "RELEASE"
-    );
-    for n in nodes {
-        println!(
-            "{:<24} {:<12} {:<9} {:<16} {:<20} {}",
-            n.node_id,
-            n.store_id,
-            n.status.as_str(),
-            &n.ek_sha256[..n.ek_sha256.len().min(16)],
-            n.release,
-            n.revision.as_deref().unwrap_or("-")
-        );
+fn print_nodes(nodes: &[keel_enroll::admission::NodeRow], json: bool, ek_cert: bool) {
+    if json {
+        println!("{}", keel_enroll::show::nodes_json(nodes));
+    } else {
+        print!("{}", keel_enroll::show::nodes_table(nodes, ek_cert));
     }
 }

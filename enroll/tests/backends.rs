@@ -14,7 +14,7 @@ async fn suite(h: &Harness) {
     let admin = h.admin();
 
     // Same node enrolling twice concurrently: exactly one admitted.
-    let n = Node::new("twin");
+    let mut n = Node::new("twin");
     allow(h, &n).await;
     let ch1 = n.start(&c).await.unwrap();
     let ch2 = n.start(&c).await.unwrap();
@@ -48,10 +48,11 @@ async fn suite(h: &Harness) {
     admin.revoke("twin").await.unwrap();
     assert_eq!(code(imp.start(&c).await), RejectCode::Revoked);
 
-    // Token: admits an unknown EK once.
+    // Token: admits a genuine (here allow-listed) TPM once.
     let t = admin.create_token("store-1", 600).await.unwrap();
     let mut a = Node::new("tok-a");
     a.token = Some(t.clone());
+    allow(h, &a).await;
     admitted(a.enroll(&c).await.unwrap());
     let mut b = Node::new("tok-b");
     b.token = Some(t);
@@ -69,6 +70,30 @@ async fn suite(h: &Harness) {
     assert!(nodes
         .iter()
         .any(|n| n.node_id == "tok-a" && n.status == NodeStatus::Admitted));
+
+    // Node ids are scoped by store: store-2's "twin" is another node.
+    let mut there = Node::new("twin");
+    there.store = "store-2".into();
+    allow(h, &there).await;
+    admitted(there.enroll(&c).await.unwrap());
+    let err = admin.revoke("twin").await.unwrap_err();
+    assert!(err.to_string().contains("STORE/twin"), "{err}");
+    // Delete: refused for an enrolled node, frees a revoked node's id.
+    let err = admin.delete("store-2/twin").await.unwrap_err();
+    assert!(err.to_string().contains("revoke"), "{err}");
+    admin.delete("store-1/twin").await.unwrap();
+    // A token bound to one EK: refused to another TPM (and not used up),
+    // admits its own TPM under the freed id.
+    let bound = admin
+        .create_token_for("store-1", 600, Some(&n.ek_hash()))
+        .await
+        .unwrap();
+    let mut thief = Node::new("thief");
+    allow(h, &thief).await;
+    thief.token = Some(bound.clone());
+    assert_eq!(code(thief.start(&c).await), RejectCode::TokenInvalid);
+    n.token = Some(bound);
+    admitted(n.enroll(&c).await.unwrap());
 
     // Audit: verifies, and exports today's decisions.
     let (rows, head) = admin.audit_verify().await.unwrap();

@@ -64,7 +64,9 @@ async fn enroll_with(ek_alg: EkAlg, node_id: &str) {
         d => panic!("{d:?}"),
     };
     let fin = tokio::task::block_in_place(|| {
-        answer_challenge(&mut tpm, &ek, &ak, &ch, &csr, None).unwrap()
+        // A fresh swtpm has measured nothing: its log is the header alone.
+        let log = keel_attest::verify::eventlog::EventLogBuilder::new().finish();
+        answer_challenge(&mut tpm, &ek, &ak, &ch, &csr, Some(log)).unwrap()
     });
     let join = match c.finish(&fin).await.unwrap() {
         Decision::Admitted { node_id: id, join } => {

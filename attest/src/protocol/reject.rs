@@ -59,6 +59,8 @@ pub enum RejectCode {
     PcrPolicy,
     /// The claimed release is unknown to the service.
     UnknownRelease,
+    /// The claimed release is below the store's minimum or on the deny-list.
+    ReleaseDenied,
     /// Another EK already holds this node's identity.
     IdentityConflict,
     /// This node (or EK) has been revoked.
@@ -100,6 +102,7 @@ impl RejectCode {
             EventLogReplay => "event-log-replay",
             PcrPolicy => "pcr-policy",
             UnknownRelease => "unknown-release",
+            ReleaseDenied => "release-denied",
             IdentityConflict => "identity-conflict",
             Revoked => "revoked",
             RateLimited => "rate-limited",
@@ -133,6 +136,7 @@ impl RejectCode {
             }
             PcrPolicy => "The node booted software that is not an approved release (or firmware settings changed): re-image it with a signed release and check Secure Boot settings.",
             UnknownRelease => "The image release is not known to the service: publish its reference values or re-image with an approved release.",
+            ReleaseDenied => "This release is withdrawn or older than the store's minimum: re-image the node with a current signed release.",
             IdentityConflict => "Another TPM already holds this node's identity: if the node was replaced (RMA), ask the admin to re-enroll it.",
             Revoked => "This node has been revoked: contact the enrollment admin.",
             RateLimited | Internal => "Nothing to do: the node retries automatically.",

@@ -27,6 +27,8 @@ pub struct SoftTpm {
     pub ak: SoftAk,
     /// PCR values (SHA-256 bank), all zero at start.
     pub pcrs: BTreeMap<u8, [u8; 32]>,
+    /// The event log of every [`SoftTpm::measure`] (what firmware keeps).
+    pub log: crate::verify::eventlog::EventLogBuilder,
 }
 
 /// Soft TPM failures.
@@ -62,10 +64,23 @@ impl SoftTpm {
             pcrs: (0u8..24)
                 .map(|i| (i, crate::verify::eventlog::initial_value(i, 0)))
                 .collect(),
+            log: crate::verify::eventlog::EventLogBuilder::new(),
         }
     }
 
-    /// PCR_Extend.
+    /// Measures `data` into `pcr` the way firmware does: an event in the
+    /// log and the extend of its SHA-256 digest.
+    pub fn measure(&mut self, pcr: u8, event_type: u32, data: &[u8]) {
+        let d = self.log.measure(u32::from(pcr), event_type, data);
+        self.extend(pcr, &d);
+    }
+
+    /// The event log so far (TCG crypto-agile format), as a node sends it.
+    pub fn event_log(&self) -> Vec<u8> {
+        self.log.clone().finish()
+    }
+
+    /// PCR_Extend without a log entry (what tampering looks like).
     pub fn extend(&mut self, pcr: u8, digest: &[u8; 32]) {
         let cur = self.pcrs.entry(pcr).or_insert([0; 32]);
         *cur = crate::tpm2::HashAlg::Sha256

@@ -39,6 +39,18 @@ pub enum PolicyError {
         /// Value found (hex).
         value: String,
     },
+    /// A release whose reference values constrain no PCR would admit any
+    /// boot: it is refused where it is loaded (fail closed).
+    #[error(
+        "release {name} {version} constrains no PCR: any boot would pass. Give it reference \
+         values (a manifest with expected PCRs, or `[release.pcrs]` in the policy file)"
+    )]
+    Unconstrained {
+        /// Name.
+        name: String,
+        /// Version.
+        version: String,
+    },
     /// The policy file is wrong.
     #[error("PCR policy: {0}")]
     Parse(String),
@@ -51,6 +63,11 @@ pub enum PolicyError {
         source: std::io::Error,
     },
 }
+
+/// PCRs quoted for every release whether or not the policy constrains them:
+/// 0 (firmware code) and 7 (Secure Boot state). Their values are evaluated
+/// where reference values exist and always land in the replayed event log.
+pub const ALWAYS_QUOTED: [u8; 2] = [0, 7];
 
 /// Allowed values per PCR, per release.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -97,7 +114,19 @@ impl PcrPolicy {
                     .iter()
                     .map(|v| digest(idx, v))
                     .collect::<Result<Vec<_>, _>>()?;
+                if vals.is_empty() {
+                    return Err(PolicyError::Parse(format!(
+                        "release {} {}: PCR {idx} lists no allowed value",
+                        r.name, r.version
+                    )));
+                }
                 map.insert(idx, vals);
+            }
+            if map.is_empty() {
+                return Err(PolicyError::Unconstrained {
+                    name: r.name,
+                    version: r.version,
+                });
             }
             p.releases.insert(
                 ReleaseRef {
@@ -129,7 +158,8 @@ impl PcrPolicy {
 
     /// Adds a release manifest's expected PCRs: the value and every phase
     /// value are allowed. PCRs whose value awaits a reference boot are not
-    /// constrained until one is recorded.
+    /// constrained until one is recorded; a manifest that constrains no PCR
+    /// at all is refused ([`PolicyError::Unconstrained`]).
     pub fn add_manifest(&mut self, m: &keel_manifest::Manifest) -> Result<(), PolicyError> {
         let rel = ReleaseRef {
             name: m.image.name.clone(),
@@ -148,15 +178,37 @@ impl PcrPolicy {
                 self.allow(&rel, idx, vals);
             }
         }
-        self.releases.entry(rel).or_default();
+        if self.releases.get(&rel).is_none_or(|m| m.is_empty()) {
+            return Err(PolicyError::Unconstrained {
+                name: rel.name,
+                version: rel.version,
+            });
+        }
         Ok(())
     }
 
-    /// The PCRs the policy constrains for `release` (what to ask the node to quote).
+    /// The PCRs the policy constrains for `release`.
     pub fn pcrs_for(&self, release: &ReleaseRef) -> Option<Vec<u8>> {
         self.releases
             .get(release)
             .map(|m| m.keys().copied().collect())
+    }
+
+    /// What the node is asked to quote for `release`: every constrained PCR
+    /// plus [`ALWAYS_QUOTED`] (firmware and Secure Boot state), so the quote
+    /// and the replayed event log always cover them. `None` for a release
+    /// without reference values.
+    pub fn selection_for(&self, release: &ReleaseRef) -> Option<Vec<u8>> {
+        let rules = self.releases.get(release).filter(|m| !m.is_empty())?;
+        let mut pcrs: Vec<u8> = rules.keys().copied().chain(ALWAYS_QUOTED).collect();
+        pcrs.sort_unstable();
+        pcrs.dedup();
+        Some(pcrs)
+    }
+
+    /// Releases with reference values, in order.
+    pub fn releases(&self) -> impl Iterator<Item = &ReleaseRef> {
+        self.releases.keys()
     }
 
     /// True when the policy knows `release`.
@@ -177,6 +229,12 @@ impl PcrPolicy {
                 name: release.name.clone(),
                 version: release.version.clone(),
             })?;
+        if rules.is_empty() {
+            return Err(PolicyError::Unconstrained {
+                name: release.name.clone(),
+                version: release.version.clone(),
+            });
+        }
         for (idx, allowed) in rules {
             let v = pcrs.get(idx).ok_or(PolicyError::NotQuoted(*idx))?;
             if !allowed.iter().any(|a| a.as_slice() == v.as_slice()) {

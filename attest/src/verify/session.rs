@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 
 use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
+use zeroize::Zeroize;
 
 use super::ekcert::{self, TrustStore};
 use super::eventlog::EventLog;
@@ -39,6 +41,8 @@ pub struct StartEvidence {
     /// EK. False when no certificate was sent: the caller must then find the
     /// EK on its allow-list (by [`StartEvidence::ek_sha256`]) or refuse.
     pub ek_certified: bool,
+    /// Subject, issuer and serial (hex) of the trusted EK certificate.
+    pub ek_cert_names: Option<(String, String, String)>,
     /// SHA-256 (hex) of the EK's SubjectPublicKeyInfo DER, the allow-list key
     /// (`openssl x509 -in ek.pem -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum`).
     pub ek_sha256: String,
@@ -48,14 +52,19 @@ pub struct StartEvidence {
     pub csr_spki: Vec<u8>,
 }
 
-/// What the service must keep, server side only, between challenge and finish.
+/// What the service must keep between challenge and finish. It holds no
+/// secret that could stand in for the TPM: the credential secret is dropped
+/// once wrapped to the EK, and only the SHA-256 of the proof it yields is
+/// kept. Whoever reads the session store learns a hash they cannot invert
+/// into a proof; only the TPM holding the EK can activate the credential.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct SessionSecrets {
     /// Session id.
     pub session_id: String,
-    /// The credential secret (never sent in clear).
-    pub secret: Bytes32,
+    /// SHA-256 of the expected activation proof
+    /// ([`protocol::activation_proof`] of the secret, session id and nonce).
+    pub proof_sha256: Bytes32,
     /// The nonce.
     pub nonce: Bytes32,
     /// AK TPM2B_PUBLIC.
@@ -145,14 +154,20 @@ impl Verifier {
                 detail: "not a restricted, fixed decryption key".into(),
             }));
         }
-        let ek_certified = match &req.ek_cert {
+        let ek_cert_names = match &req.ek_cert {
             Some(raw) => {
                 let cert = ekcert::validate_ek_cert(raw, &self.trust)?;
                 ekcert::check_ek_matches_cert(&ek, &cert)?;
-                true
+                let tbs = &cert.tbs_certificate;
+                Some((
+                    tbs.subject.to_string(),
+                    tbs.issuer.to_string(),
+                    hex::encode(tbs.serial_number.as_bytes()),
+                ))
             }
-            None => false,
+            None => None,
         };
+        let ek_certified = ek_cert_names.is_some();
         let ek_sha256 =
             hex::encode(HashAlg::Sha256.digest(&[&ek.spki_der().map_err(VerifyError::EkPublic)?]));
         let ak = TpmPublic::from_tpm2b(&req.ak_public).map_err(VerifyError::AkPublic)?;
@@ -165,6 +180,7 @@ impl Verifier {
         Ok(StartEvidence {
             ek,
             ek_certified,
+            ek_cert_names,
             ek_sha256,
             ak,
             csr_spki,
@@ -196,9 +212,12 @@ impl Verifier {
             pcr_selection: pcr_selection.clone(),
             expires_at,
         };
+        let proof = protocol::activation_proof(&secret, &session_id, &nonce);
+        let proof_sha256: [u8; 32] = sha2::Sha256::digest(proof).into();
+        secret.zeroize();
         let s = SessionSecrets {
             session_id,
-            secret: Bytes32(secret),
+            proof_sha256: Bytes32(proof_sha256),
             nonce: Bytes32(nonce),
             ak_public: B64(ev.ak.to_tpm2b()),
             csr_spki: B64(ev.csr_spki.clone()),
@@ -226,8 +245,8 @@ impl Verifier {
         if now >= s.expires_at {
             return Err(VerifyError::Expired);
         }
-        if !protocol::verify_activation_proof(&s.secret.0, &s.session_id, &s.nonce.0, &req.proof.0)
-        {
+        let presented: [u8; 32] = sha2::Sha256::digest(req.proof.0).into();
+        if !bool::from(presented.ct_eq(&s.proof_sha256.0)) {
             return Err(VerifyError::Activation);
         }
         let ak = TpmPublic::from_tpm2b(&s.ak_public).map_err(VerifyError::AkPublic)?;

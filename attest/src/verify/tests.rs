@@ -286,3 +286,42 @@ fn policy_from_manifest() {
         assert_eq!(p.evaluate(&rel("3"), &pcrs).is_ok(), ok, "{v:x}");
     }
 }
+
+#[test]
+fn policy_fails_closed() {
+    // A policy-file release without constrained PCRs is refused at load.
+    let text = "[[release]]\nname = \"store-node\"\nversion = \"1\"\n[release.pcrs]\n";
+    assert!(matches!(
+        PcrPolicy::parse(text),
+        Err(PolicyError::Unconstrained { .. })
+    ));
+    let empty = "[[release]]\nname=\"n\"\nversion=\"1\"\n[release.pcrs]\n7 = []\n";
+    assert!(matches!(
+        PcrPolicy::parse(empty),
+        Err(PolicyError::Parse(_))
+    ));
+    // A manifest whose every PCR awaits a reference boot is refused too.
+    let json = serde_json::json!({
+        "format-version": 1,
+        "image": {"name": "store-node", "version": "4"},
+        "build": {"definition-sha256": "aa".repeat(32), "lock-sha256": null, "source-date-epoch": 0,
+                  "mkosi-version": "24.3", "keel-version": "0.1.0"},
+        "artifacts": [], "sboms": [], "verity-roothash": null,
+        "pcrs": {"7": {"bank": "sha256", "value": null, "source": "reference-boot"}}
+    });
+    let m = keel_manifest::parse(&json.to_string()).unwrap();
+    let mut p = PcrPolicy::default();
+    assert!(matches!(
+        p.add_manifest(&m),
+        Err(PolicyError::Unconstrained { .. })
+    ));
+    assert!(!p.knows(&rel("4")));
+    assert_eq!(p.selection_for(&rel("4")), None);
+    // The selection adds firmware (0) and Secure Boot (7) to what is constrained.
+    let a = "aa".repeat(32);
+    let p = PcrPolicy::parse(&format!(
+        "[[release]]\nname=\"store-node\"\nversion=\"5\"\n[release.pcrs]\n11 = [\"{a}\"]\n4 = [\"{a}\"]\n"
+    ))
+    .unwrap();
+    assert_eq!(p.selection_for(&rel("5")), Some(vec![0, 4, 7, 11]));
+}

@@ -2,7 +2,7 @@
 //! release and store the test node claims, the PCR policy a fresh swtpm
 //! satisfies, and reading the agent's output and saved state.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 /// The store the test node belongs to.
@@ -19,6 +19,19 @@ pub fn policy() -> String {
         s += &format!("{i} = [\"{zero}\"]\n");
     }
     s
+}
+
+/// Writes the event log of a TPM that measured nothing (a fresh swtpm: no
+/// firmware ran) beside `root` and returns its path: the service requires a
+/// log, and this one replays to the swtpm's initial PCR values.
+pub fn empty_event_log(root: &Path) -> PathBuf {
+    let p = root.with_extension("event-log");
+    std::fs::write(
+        &p,
+        keel_attest::verify::eventlog::EventLogBuilder::new().finish(),
+    )
+    .expect("writing the event log");
+    p
 }
 
 /// The agent's stdout then stderr.

@@ -199,7 +199,9 @@ async fn enroll_one(client: &EnrollClient, n: &SimNode) -> anyhow::Result<()> {
         StartResponse::Challenge(c) => c,
         StartResponse::Decision(d) => anyhow::bail!("start: {d:?}"),
     };
-    let fin = n.tpm.answer(&ch, &n.csr, None, &mut rand::rngs::OsRng)?;
+    let fin = n
+        .tpm
+        .answer(&ch, &n.csr, Some(n.tpm.event_log()), &mut rand::rngs::OsRng)?;
     match client.finish(&fin).await? {
         Decision::Admitted { .. } => Ok(()),
         d => anyhow::bail!("finish: {d:?}"),

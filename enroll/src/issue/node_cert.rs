@@ -51,14 +51,22 @@ impl NodeCertIssuer {
         Self::new(&read(cert)?, &read(key)?, lifetime)
     }
 
-    /// Signs a DER CSR for `node_id`; the CSR's own names and extensions are ignored,
-    /// only its (self-signature-checked) public key is used.
-    pub fn sign(&self, node_id: &str, csr_der: &[u8]) -> Result<(String, String), IssueError> {
+    /// Signs a DER CSR for `node_id` of `store` (CN = node id, OU = store:
+    /// node ids are unique only within a store); the CSR's own names and
+    /// extensions are ignored, only its (self-signature-checked) public key
+    /// is used.
+    pub fn sign(
+        &self,
+        store: &str,
+        node_id: &str,
+        csr_der: &[u8],
+    ) -> Result<(String, String), IssueError> {
         check_csr_signature(csr_der)?;
         let csr = CertificateSigningRequestParams::from_der(&csr_der.to_vec().into())
             .map_err(|e| IssueError::InvalidRequest(format!("CSR: {e}")))?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationalUnitName, store);
         dn.push(DnType::CommonName, node_id);
         params.distinguished_name = dn;
         params.subject_alt_names =
@@ -115,7 +123,7 @@ impl Issuer for NodeCertIssuer {
     }
 
     fn issue(&self, req: &IssueRequest<'_>) -> Result<Option<Material>, IssueError> {
-        let (cert_pem, _not_after) = self.sign(req.node_id, req.csr_der)?;
+        let (cert_pem, _not_after) = self.sign(req.store, req.node_id, req.csr_der)?;
         Ok(Some(Material::Identity(NodeIdentity {
             cert_chain_pem: cert_pem,
             ca_pem: Some(self.ca_pem.clone()),

@@ -23,16 +23,13 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::App;
-use crate::admission::{Claim, Verdict};
+use crate::admission::{Claim, EkCertInfo, Verdict};
 use crate::audit::Entry;
 use crate::issue::{IssueRequest, Material};
 use crate::store::{SessionRow, Taken};
 
 /// Seconds a pending node is told to wait before starting again.
 const PENDING_RETRY_SECS: u64 = 60;
-
-/// PCRs quoted when a release's reference values constrain none.
-const DEFAULT_PCRS: [u8; 8] = [0, 1, 2, 3, 4, 5, 6, 7];
 
 fn reply(status: StatusCode, body: impl serde::Serialize) -> Response {
     (status, Json(body)).into_response()
@@ -142,6 +139,15 @@ pub async fn start(State(app): State<Arc<App>>, body: Bytes) -> Response {
             .token
             .as_ref()
             .map(|t| hex::encode(Sha256::digest(t.trim().as_bytes()))),
+        ek_cert: ev
+            .ek_cert_names
+            .clone()
+            .map(|(subject, issuer, serial)| EkCertInfo {
+                subject,
+                issuer,
+                serial,
+            }),
+        require_approval: app.requires_approval(&req.claims.store_id),
     };
     let t0 = now();
     match app.store.precheck(&claim, t0.unix_timestamp()).await {
@@ -160,12 +166,18 @@ pub async fn start(State(app): State<Arc<App>>, body: Bytes) -> Response {
         );
         return refuse(&app, audit, RejectCode::UnknownRelease, msg, true).await;
     }
-    let pcrs = app
-        .verifier
-        .policy
-        .pcrs_for(&release)
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| DEFAULT_PCRS.to_vec());
+    if let Err(msg) = app.gate.check(&claim.store_id, &release) {
+        return refuse(&app, audit, RejectCode::ReleaseDenied, msg, true).await;
+    }
+    // Every constrained PCR plus firmware and Secure Boot state; a release
+    // without constrained PCRs never loads, and is refused if it got here.
+    let Some(pcrs) = app.verifier.policy.selection_for(&release) else {
+        let msg = format!(
+            "release {} {} constrains no PCR",
+            release.name, release.version
+        );
+        return refuse(&app, audit, RejectCode::PcrPolicy, msg, true).await;
+    };
     let session_id = hex::encode(rand::random::<[u8; 16]>());
     let expires = t0 + time::Duration::seconds(app.session_ttl);
     let made = app.verifier.challenge(
@@ -198,6 +210,7 @@ pub async fn start(State(app): State<Arc<App>>, body: Bytes) -> Response {
         csr_der: req.csr.0,
         secrets_json,
         expires_at: expires.unix_timestamp(),
+        ek_cert: claim.ek_cert,
     };
     if let Err(e) = app.store.put_session(row).await {
         return internal(e);
@@ -243,7 +256,7 @@ pub async fn finish(State(app): State<Arc<App>>, body: Bytes) -> Response {
     if let Err(e) = app.verifier.verify_finish(&secrets, &req, now()) {
         return refuse_verify(&app, audit, &e).await;
     }
-    let claim = session.claim();
+    let claim = session.claim(app.requires_approval(&session.store_id));
     let out = match app
         .store
         .admit(
@@ -299,7 +312,7 @@ async fn issue(app: &Arc<App>, s: &SessionRow, audit: Entry) -> Response {
             if let Err(e) = app
                 .store
                 .set_status(
-                    &s.node_id,
+                    &crate::store::NodeKey::new(&s.store_id, &s.node_id),
                     &[crate::admission::NodeStatus::Admitted],
                     crate::admission::NodeStatus::Approved,
                     None,

@@ -48,6 +48,17 @@ pub struct App {
     pub report_url: Option<String>,
     /// Node CA certificate (DER), to check report signers.
     pub node_ca_der: Vec<u8>,
+    /// Minimum releases and the deny-list.
+    pub gate: crate::release_gate::ReleaseGate,
+    /// Stores whose new nodes wait for an admin's approval.
+    pub approval_stores: std::collections::BTreeSet<String>,
+}
+
+impl App {
+    /// True when `store` requires an admin's approval of new nodes.
+    pub fn requires_approval(&self, store: &str) -> bool {
+        self.approval_stores.contains(store)
+    }
 }
 
 impl std::fmt::Debug for App {
@@ -122,6 +133,12 @@ impl App {
         )
         .context("loading node CA")?;
         let node_ca_der = pem_first_der(node_cert.ca_pem()).context("node CA certificate")?;
+        let gate = crate::release_gate::ReleaseGate::from_config(c).map_err(anyhow::Error::msg)?;
+        for r in policy.releases() {
+            if let Err(why) = gate.check("", r) {
+                tracing::info!("reference values loaded but not admitted: {why}");
+            }
+        }
         let acme = c
             .stores
             .iter()
@@ -160,6 +177,13 @@ impl App {
                 .as_ref()
                 .map(|u| format!("{}{REPORT_PATH}", u.trim_end_matches('/'))),
             node_ca_der,
+            gate,
+            approval_stores: c
+                .stores
+                .iter()
+                .filter(|(_, s)| s.require_approval)
+                .map(|(k, _)| k.clone())
+                .collect(),
         })
     }
 }

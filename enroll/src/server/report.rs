@@ -23,7 +23,7 @@ use x509_parser::prelude::*;
 
 use super::App;
 use crate::audit::Entry;
-use crate::store::StoreError;
+use crate::store::{NodeKey, StoreError};
 
 /// Largest accepted clock difference, seconds.
 const MAX_SKEW: i64 = 300;
@@ -32,13 +32,14 @@ fn deny(code: RejectCode, msg: impl Into<String>) -> Response {
     (StatusCode::UNAUTHORIZED, Json(RejectReason::new(code, msg))).into_response()
 }
 
-/// Checks the signer and returns the node id named by its certificate.
+/// Checks the signer and returns the node its certificate names (store from
+/// the OU, node id from the CN).
 pub fn authenticate(
     ca_der: &[u8],
     headers: &HeaderMap,
     body: &[u8],
     now: i64,
-) -> Result<String, String> {
+) -> Result<NodeKey, String> {
     let h = |name: &str| {
         headers
             .get(name)
@@ -64,6 +65,13 @@ pub fn authenticate(
         .and_then(|cn| cn.as_str().ok())
         .ok_or("node certificate has no common name")?
         .to_owned();
+    let store = cert
+        .subject()
+        .iter_organizational_unit()
+        .next()
+        .and_then(|ou| ou.as_str().ok())
+        .ok_or("node certificate names no store (OU): the node must enroll again")?
+        .to_owned();
     let spki = cert.public_key();
     let key = &spki.subject_public_key.data;
     let oid = spki.algorithm.algorithm.to_id_string();
@@ -76,7 +84,7 @@ pub fn authenticate(
     ring::signature::UnparsedPublicKey::new(alg, key.as_ref())
         .verify(body, &sig)
         .map_err(|_| "report signature does not verify with the node key".to_string())?;
-    Ok(name)
+    Ok(NodeKey::new(store, name))
 }
 
 /// Handles a report.
@@ -99,7 +107,7 @@ pub async fn report(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes
                 .into_response()
         }
     };
-    if r.node_id != signer {
+    if r.node_id != signer.node_id {
         return deny(RejectCode::IdentityConflict, "report is for another node");
     }
     if (r.at.unix_timestamp() - now).abs() > MAX_SKEW {
@@ -108,11 +116,7 @@ pub async fn report(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes
             "report timestamp is more than 5 minutes off (replayed or clock wrong)",
         );
     }
-    match app
-        .store
-        .report(&r.node_id, &r.revision, &r.status, now)
-        .await
-    {
+    match app.store.report(&signer, &r.revision, &r.status, now).await {
         Ok(()) => {}
         Err(StoreError::NotFound(m)) => return deny(RejectCode::Revoked, m),
         Err(e) => {
@@ -124,6 +128,7 @@ pub async fn report(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes
         actor: format!("node:{}", r.node_id),
         action: "report".into(),
         node_id: r.node_id.clone(),
+        store_id: signer.store_id.clone(),
         decision: "ok".into(),
         detail: format!("revision {} status {}", r.revision, r.status),
         config_sha256: app.config_sha256.clone(),

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::admission::{AllowEntry, Claim, NodeRow, NodeStatus, Outcome};
+use crate::admission::{AllowEntry, Claim, EkCertInfo, NodeRow, NodeStatus, Outcome};
 use crate::audit::{Entry, Row};
 
 /// Storage errors.
@@ -63,18 +63,48 @@ pub struct SessionRow {
     pub secrets_json: String,
     /// Unix seconds.
     pub expires_at: i64,
+    /// The EK certificate's names, when one was trusted.
+    pub ek_cert: Option<EkCertInfo>,
 }
 
 impl SessionRow {
-    /// The admission claim of this session.
-    pub fn claim(&self) -> Claim {
+    /// The admission claim of this session (`require_approval` comes from
+    /// the store's configuration, not from the session).
+    pub fn claim(&self, require_approval: bool) -> Claim {
         Claim {
             node_id: self.node_id.clone(),
             store_id: self.store_id.clone(),
             ek_sha256: self.ek_sha256.clone(),
             ek_certified: self.ek_certified,
             token_hash: self.token_hash.clone(),
+            ek_cert: self.ek_cert.clone(),
+            require_approval,
         }
+    }
+}
+
+/// A node's inventory key: node ids are unique within a store.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeKey {
+    /// Store.
+    pub store_id: String,
+    /// Node id within the store.
+    pub node_id: String,
+}
+
+impl NodeKey {
+    /// A key.
+    pub fn new(store_id: impl Into<String>, node_id: impl Into<String>) -> Self {
+        NodeKey {
+            store_id: store_id.into(),
+            node_id: node_id.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for NodeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.store_id, self.node_id)
     }
 }
 
@@ -120,11 +150,12 @@ pub trait Store: Send + Sync {
 
     /// Adds or replaces allow-list entries.
     async fn import_allow(&self, entries: Vec<AllowEntry>, audit: Entry) -> Result<(), StoreError>;
-    /// Stores a token hash.
+    /// Stores a token hash, optionally bound to one EK (SHA-256 hex).
     async fn create_token(
         &self,
         hash: &str,
         store_id: &str,
+        ek_sha256: Option<&str>,
         expires_at: i64,
         audit: Entry,
     ) -> Result<(), StoreError>;
@@ -134,20 +165,46 @@ pub trait Store: Send + Sync {
     /// allowed previous states; records the audit row.
     async fn set_status(
         &self,
-        node_id: &str,
+        node: &NodeKey,
         from: &[NodeStatus],
         to: NodeStatus,
         new_ek: Option<&str>,
         audit: Entry,
     ) -> Result<(), StoreError>;
+    /// Deletes a node's row when it is in one of the `from` states; records
+    /// the audit row.
+    async fn delete_node(
+        &self,
+        node: &NodeKey,
+        from: &[NodeStatus],
+        audit: Entry,
+    ) -> Result<(), StoreError>;
     /// Records a node's report (GitOps revision, status).
     async fn report(
         &self,
-        node_id: &str,
+        node: &NodeKey,
         revision: &str,
         status: &str,
         now: i64,
     ) -> Result<(), StoreError>;
+}
+
+/// `NotFound` unless the node exists (`current` is its status) and is in
+/// one of the `from` states.
+pub(crate) fn check_status(
+    node: &NodeKey,
+    current: Option<&str>,
+    from: &[NodeStatus],
+) -> Result<(), StoreError> {
+    let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+    match current {
+        None => Err(StoreError::NotFound(format!("no node {node}"))),
+        Some(s) if !from.contains(&s) => Err(StoreError::NotFound(format!(
+            "node {node} is {s}, expected one of {}",
+            from.join(", ")
+        ))),
+        Some(_) => Ok(()),
+    }
 }
 
 /// Opens the store named by a database URL and applies migrations.

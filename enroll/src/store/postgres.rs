@@ -8,9 +8,9 @@ use deadpool_postgres::{GenericClient, Pool, Runtime};
 use tokio_postgres::NoTls;
 
 use super::schema::{fill_decision, MIGRATIONS, PG_AUDIT_GUARD};
-use super::{SessionRow, Store, StoreError, Taken};
+use super::{NodeKey, SessionRow, Store, StoreError, Taken};
 use crate::admission::{
-    decide, AllowEntry, Claim, Facts, NodeRow, NodeStatus, Outcome, TokenRow, Verdict,
+    decide, AllowEntry, Claim, EkCertInfo, Facts, NodeRow, NodeStatus, Outcome, TokenRow, Verdict,
 };
 use crate::audit::{next_row, now_rfc3339, Entry, Row};
 
@@ -84,17 +84,59 @@ fn node_from(r: &tokio_postgres::Row) -> NodeRow {
         updated_at: r.get(5),
         revision: r.get(6),
         report: r.get(7),
+        ek_cert: ek_cert_from(r, 8),
     }
 }
 
-const NODE_COLS: &str =
-    "node_id, store_id, ek_sha256, status, release, updated_at, revision, report";
+/// The EK certificate names in columns `at`, `at + 1`, `at + 2`.
+fn ek_cert_from(r: &tokio_postgres::Row, at: usize) -> Option<EkCertInfo> {
+    let subject: Option<String> = r.get(at);
+    subject.map(|subject| EkCertInfo {
+        subject,
+        issuer: r.get::<_, Option<String>>(at + 1).unwrap_or_default(),
+        serial: r.get::<_, Option<String>>(at + 2).unwrap_or_default(),
+    })
+}
+
+/// The EK certificate names as three nullable columns.
+fn ek_cols(ek: &Option<EkCertInfo>) -> [Option<String>; 3] {
+    match ek {
+        Some(e) => [
+            Some(e.subject.clone()),
+            Some(e.issuer.clone()),
+            Some(e.serial.clone()),
+        ],
+        None => [None, None, None],
+    }
+}
+
+const NODE_COLS: &str = "node_id, store_id, ek_sha256, status, release, updated_at, revision, \
+     report, ek_subject, ek_issuer, ek_serial";
+
+const SESSION_COLS: &str = "id, node_id, store_id, ek_sha256, ek_certified, token_hash, release, \
+     csr_der, secrets_json, expires_at, ek_subject, ek_issuer, ek_serial";
+
+/// `NotFound` unless the node exists and is in one of `from` (locks its row).
+async fn status_in(
+    c: &impl GenericClient,
+    node: &NodeKey,
+    from: &[NodeStatus],
+) -> Result<(), StoreError> {
+    let cur: Option<String> = c
+        .query_opt(
+            "SELECT status FROM nodes WHERE store_id = $1 AND node_id = $2 FOR UPDATE",
+            &[&node.store_id, &node.node_id],
+        )
+        .await?
+        .map(|r| r.get(0));
+    super::check_status(node, cur.as_deref(), from)
+}
 
 async fn facts(c: &impl GenericClient, claim: &Claim) -> Result<Facts, StoreError> {
     let node = c
         .query_opt(
-            &format!("SELECT {NODE_COLS} FROM nodes WHERE node_id = $1"),
-            &[&claim.node_id],
+            &format!("SELECT {NODE_COLS} FROM nodes WHERE store_id = $1 AND node_id = $2"),
+            &[&claim.store_id, &claim.node_id],
         )
         .await?
         .map(|r| node_from(&r));
@@ -112,7 +154,7 @@ async fn facts(c: &impl GenericClient, claim: &Claim) -> Result<Facts, StoreErro
     let token = match &claim.token_hash {
         Some(h) => c
             .query_opt(
-                "SELECT store_id, expires_at, used_at FROM tokens WHERE hash = $1",
+                "SELECT store_id, expires_at, used_at, ek_sha256 FROM tokens WHERE hash = $1",
                 &[h],
             )
             .await?
@@ -120,6 +162,7 @@ async fn facts(c: &impl GenericClient, claim: &Claim) -> Result<Facts, StoreErro
                 store_id: r.get(0),
                 expires_at: r.get(1),
                 used: r.get::<_, Option<i64>>(2).is_some(),
+                ek_sha256: r.get(3),
             }),
         None => None,
     };
@@ -161,6 +204,7 @@ fn session_from(r: &tokio_postgres::Row) -> SessionRow {
         csr_der: r.get(7),
         secrets_json: r.get(8),
         expires_at: r.get(9),
+        ek_cert: ek_cert_from(r, 10),
     }
 }
 
@@ -173,11 +217,12 @@ impl Store for PgStore {
     async fn put_session(&self, s: SessionRow) -> Result<(), StoreError> {
         let c = self.pool.get().await.map_err(pool_err)?;
         let st = c
-            .prepare_cached(
-                "INSERT INTO sessions (id, node_id, store_id, ek_sha256, ek_certified, token_hash, release, csr_der, secrets_json, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
+            .prepare_cached(&format!(
+                "INSERT INTO sessions ({SESSION_COLS})
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            ))
             .await?;
+        let [subject, issuer, serial] = ek_cols(&s.ek_cert);
         c.execute(
             &st,
             &[
@@ -191,6 +236,9 @@ impl Store for PgStore {
                 &s.csr_der,
                 &s.secrets_json,
                 &s.expires_at,
+                &subject,
+                &issuer,
+                &serial,
             ],
         )
         .await?;
@@ -200,10 +248,10 @@ impl Store for PgStore {
     async fn take_session(&self, id: &str) -> Result<Taken, StoreError> {
         let c = self.pool.get().await.map_err(pool_err)?;
         let st = c
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "UPDATE sessions SET consumed = TRUE WHERE id = $1 AND consumed = FALSE
-                 RETURNING id, node_id, store_id, ek_sha256, ek_certified, token_hash, release, csr_der, secrets_json, expires_at",
-            )
+                 RETURNING {SESSION_COLS}"
+            ))
             .await?;
         if let Some(r) = c.query_opt(&st, &[&id]).await? {
             return Ok(Taken::Fresh(Box::new(session_from(&r))));
@@ -250,10 +298,16 @@ impl Store for PgStore {
             Verdict::Reject(..) => None,
         };
         if let Some(st) = status {
+            let [subject, issuer, serial] = ek_cols(&claim.ek_cert);
             tx.execute(
-                "INSERT INTO nodes (node_id, store_id, ek_sha256, status, release, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (node_id) DO UPDATE SET status = excluded.status, release = excluded.release, updated_at = excluded.updated_at",
-                &[&claim.node_id, &claim.store_id, &claim.ek_sha256, &st.as_str(), &release, &now],
+                "INSERT INTO nodes (node_id, store_id, ek_sha256, status, release, updated_at, ek_subject, ek_issuer, ek_serial)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (store_id, node_id) DO UPDATE SET status = excluded.status, release = excluded.release,
+                     updated_at = excluded.updated_at,
+                     ek_subject = COALESCE(excluded.ek_subject, nodes.ek_subject),
+                     ek_issuer = COALESCE(excluded.ek_issuer, nodes.ek_issuer),
+                     ek_serial = COALESCE(excluded.ek_serial, nodes.ek_serial)",
+                &[&claim.node_id, &claim.store_id, &claim.ek_sha256, &st.as_str(), &release, &now, &subject, &issuer, &serial],
             )
             .await?;
         }
@@ -328,14 +382,15 @@ impl Store for PgStore {
         &self,
         hash: &str,
         store_id: &str,
+        ek_sha256: Option<&str>,
         expires_at: i64,
         audit: Entry,
     ) -> Result<(), StoreError> {
         let mut c = self.pool.get().await.map_err(pool_err)?;
         let tx = c.transaction().await?;
         tx.execute(
-            "INSERT INTO tokens (hash, store_id, expires_at) VALUES ($1, $2, $3)",
-            &[&hash, &store_id, &expires_at],
+            "INSERT INTO tokens (hash, store_id, expires_at, ek_sha256) VALUES ($1, $2, $3, $4)",
+            &[&hash, &store_id, &expires_at, &ek_sha256],
         )
         .await?;
         append(&tx, audit).await?;
@@ -348,7 +403,7 @@ impl Store for PgStore {
         let status = status.map(|s| s.as_str().to_owned());
         let rows = c
             .query(
-                &format!("SELECT {NODE_COLS} FROM nodes WHERE $1::TEXT IS NULL OR status = $1 ORDER BY node_id"),
+                &format!("SELECT {NODE_COLS} FROM nodes WHERE $1::TEXT IS NULL OR status = $1 ORDER BY store_id, node_id"),
                 &[&status],
             )
             .await?;
@@ -357,7 +412,7 @@ impl Store for PgStore {
 
     async fn set_status(
         &self,
-        node_id: &str,
+        node: &NodeKey,
         from: &[NodeStatus],
         to: NodeStatus,
         new_ek: Option<&str>,
@@ -365,28 +420,30 @@ impl Store for PgStore {
     ) -> Result<(), StoreError> {
         let mut c = self.pool.get().await.map_err(pool_err)?;
         let tx = c.transaction().await?;
-        let cur: Option<String> = tx
-            .query_opt(
-                "SELECT status FROM nodes WHERE node_id = $1 FOR UPDATE",
-                &[&node_id],
-            )
-            .await?
-            .map(|r| r.get(0));
-        let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
-        match cur {
-            None => return Err(StoreError::NotFound(format!("no node {node_id}"))),
-            Some(s) if !from.contains(&s.as_str()) => {
-                return Err(StoreError::NotFound(format!(
-                    "node {node_id} is {s}, expected one of {}",
-                    from.join(", ")
-                )))
-            }
-            Some(_) => {}
-        }
+        status_in(&tx, node, from).await?;
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         tx.execute(
-            "UPDATE nodes SET status = $2, ek_sha256 = COALESCE($3, ek_sha256), updated_at = $4 WHERE node_id = $1",
-            &[&node_id, &to.as_str(), &new_ek, &now],
+            "UPDATE nodes SET status = $3, ek_sha256 = COALESCE($4, ek_sha256), updated_at = $5 WHERE store_id = $1 AND node_id = $2",
+            &[&node.store_id, &node.node_id, &to.as_str(), &new_ek, &now],
+        )
+        .await?;
+        append(&tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_node(
+        &self,
+        node: &NodeKey,
+        from: &[NodeStatus],
+        audit: Entry,
+    ) -> Result<(), StoreError> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await?;
+        status_in(&tx, node, from).await?;
+        tx.execute(
+            "DELETE FROM nodes WHERE store_id = $1 AND node_id = $2",
+            &[&node.store_id, &node.node_id],
         )
         .await?;
         append(&tx, audit).await?;
@@ -396,7 +453,7 @@ impl Store for PgStore {
 
     async fn report(
         &self,
-        node_id: &str,
+        node: &NodeKey,
         revision: &str,
         status: &str,
         now: i64,
@@ -404,12 +461,12 @@ impl Store for PgStore {
         let c = self.pool.get().await.map_err(pool_err)?;
         let n = c
             .execute(
-                "UPDATE nodes SET revision = $2, report = $3, updated_at = $4 WHERE node_id = $1 AND status = 'admitted'",
-                &[&node_id, &revision, &status, &now],
+                "UPDATE nodes SET revision = $3, report = $4, updated_at = $5 WHERE store_id = $1 AND node_id = $2 AND status = 'admitted'",
+                &[&node.store_id, &node.node_id, &revision, &status, &now],
             )
             .await?;
         if n == 0 {
-            return Err(StoreError::NotFound(format!("no admitted node {node_id}")));
+            return Err(StoreError::NotFound(format!("no admitted node {node}")));
         }
         Ok(())
     }

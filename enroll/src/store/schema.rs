@@ -2,7 +2,8 @@
 //! portable between SQLite and PostgreSQL; backend-specific triggers follow).
 
 /// Ordered migrations; the index + 1 is the schema version.
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE sessions (
     id TEXT PRIMARY KEY,
     node_id TEXT NOT NULL,
@@ -52,7 +53,34 @@ CREATE TABLE audit (
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
-"#];
+"#,
+    // 2: node ids scoped by store; tokens optionally bound to one EK; the EK
+    // certificate's names kept for the approving admin.
+    r#"
+CREATE TABLE nodes_v2 (
+    node_id TEXT NOT NULL,
+    store_id TEXT NOT NULL,
+    ek_sha256 TEXT NOT NULL,
+    status TEXT NOT NULL,
+    release TEXT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    revision TEXT,
+    report TEXT,
+    ek_subject TEXT,
+    ek_issuer TEXT,
+    ek_serial TEXT,
+    PRIMARY KEY (store_id, node_id)
+);
+INSERT INTO nodes_v2 (node_id, store_id, ek_sha256, status, release, updated_at, revision, report)
+    SELECT node_id, store_id, ek_sha256, status, release, updated_at, revision, report FROM nodes;
+DROP TABLE nodes;
+ALTER TABLE nodes_v2 RENAME TO nodes;
+ALTER TABLE tokens ADD COLUMN ek_sha256 TEXT;
+ALTER TABLE sessions ADD COLUMN ek_subject TEXT;
+ALTER TABLE sessions ADD COLUMN ek_issuer TEXT;
+ALTER TABLE sessions ADD COLUMN ek_serial TEXT;
+"#,
+];
 
 /// SQLite: refuse UPDATE/DELETE on the audit table (the hash chain catches
 /// anyone who drops these triggers first).

@@ -18,9 +18,9 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::schema::{fill_decision, MIGRATIONS, SQLITE_AUDIT_GUARD};
-use super::{SessionRow, Store, StoreError, Taken};
+use super::{NodeKey, SessionRow, Store, StoreError, Taken};
 use crate::admission::{
-    decide, AllowEntry, Claim, Facts, NodeRow, NodeStatus, Outcome, TokenRow, Verdict,
+    decide, AllowEntry, Claim, EkCertInfo, Facts, NodeRow, NodeStatus, Outcome, TokenRow, Verdict,
 };
 use crate::audit::{next_row, now_rfc3339, Entry, Row};
 
@@ -118,16 +118,63 @@ fn node_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<NodeRow> {
         updated_at: r.get(5)?,
         revision: r.get(6)?,
         report: r.get(7)?,
+        ek_cert: ek_cert_from(r, 8)?,
     })
 }
 
-const NODE_COLS: &str =
-    "node_id, store_id, ek_sha256, status, release, updated_at, revision, report";
+/// The EK certificate names in columns `at`, `at + 1`, `at + 2`.
+fn ek_cert_from(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Option<EkCertInfo>> {
+    let subject: Option<String> = r.get(at)?;
+    Ok(match subject {
+        Some(subject) => Some(EkCertInfo {
+            subject,
+            issuer: r.get::<_, Option<String>>(at + 1)?.unwrap_or_default(),
+            serial: r.get::<_, Option<String>>(at + 2)?.unwrap_or_default(),
+        }),
+        None => None,
+    })
+}
+
+const NODE_COLS: &str = "node_id, store_id, ek_sha256, status, release, updated_at, revision, \
+     report, ek_subject, ek_issuer, ek_serial";
+
+const SESSION_COLS: &str = "id, node_id, store_id, ek_sha256, ek_certified, token_hash, release, \
+     csr_der, secrets_json, expires_at, ek_subject, ek_issuer, ek_serial";
+
+fn session_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        id: r.get(0)?,
+        node_id: r.get(1)?,
+        store_id: r.get(2)?,
+        ek_sha256: r.get(3)?,
+        ek_certified: r.get(4)?,
+        token_hash: r.get(5)?,
+        release: r.get(6)?,
+        csr_der: r.get(7)?,
+        secrets_json: r.get(8)?,
+        expires_at: r.get(9)?,
+        ek_cert: ek_cert_from(r, 10)?,
+    })
+}
+
+/// The node's status, or `NotFound` unless it is one of `from`.
+fn status_in(c: &Connection, node: &NodeKey, from: &[NodeStatus]) -> Result<(), StoreError> {
+    let cur: Option<String> = c
+        .query_row(
+            "SELECT status FROM nodes WHERE store_id = ?1 AND node_id = ?2",
+            [&node.store_id, &node.node_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    super::check_status(node, cur.as_deref(), from)
+}
 
 fn facts(c: &Connection, claim: &Claim) -> Result<Facts, StoreError> {
     let node = c
-        .prepare_cached(&format!("SELECT {NODE_COLS} FROM nodes WHERE node_id = ?1"))?
-        .query_row([&claim.node_id], node_from)
+        .prepare_cached(&format!(
+            "SELECT {NODE_COLS} FROM nodes WHERE store_id = ?1 AND node_id = ?2"
+        ))?
+        .query_row([&claim.store_id, &claim.node_id], node_from)
         .optional()?;
     let allow = c
         .prepare_cached("SELECT ek_sha256, serial, store_id FROM allowlist WHERE ek_sha256 = ?1")?
@@ -141,12 +188,15 @@ fn facts(c: &Connection, claim: &Claim) -> Result<Facts, StoreError> {
         .optional()?;
     let token = match &claim.token_hash {
         Some(h) => c
-            .prepare_cached("SELECT store_id, expires_at, used_at FROM tokens WHERE hash = ?1")?
+            .prepare_cached(
+                "SELECT store_id, expires_at, used_at, ek_sha256 FROM tokens WHERE hash = ?1",
+            )?
             .query_row([h], |r| {
                 Ok(TokenRow {
                     store_id: r.get(0)?,
                     expires_at: r.get(1)?,
                     used: r.get::<_, Option<i64>>(2)?.is_some(),
+                    ek_sha256: r.get(3)?,
                 })
             })
             .optional()?,
@@ -182,11 +232,12 @@ impl Store for SqliteStore {
 
     async fn put_session(&self, s: SessionRow) -> Result<(), StoreError> {
         self.run(|c| {
-            c.prepare_cached(
-                "INSERT INTO sessions (id, node_id, store_id, ek_sha256, ek_certified, token_hash, release, csr_der, secrets_json, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )?
-            .execute(params![s.id, s.node_id, s.store_id, s.ek_sha256, s.ek_certified, s.token_hash, s.release, s.csr_der, s.secrets_json, s.expires_at])?;
+            let ek = s.ek_cert.clone().unwrap_or_default();
+            let some = |v: String| s.ek_cert.as_ref().map(|_| v);
+            c.prepare_cached(&format!(
+                "INSERT INTO sessions ({SESSION_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+            ))?
+            .execute(params![s.id, s.node_id, s.store_id, s.ek_sha256, s.ek_certified, s.token_hash, s.release, s.csr_der, s.secrets_json, s.expires_at, some(ek.subject), some(ek.issuer), some(ek.serial)])?;
             Ok(())
         })
         .await
@@ -195,24 +246,11 @@ impl Store for SqliteStore {
     async fn take_session(&self, id: &str) -> Result<Taken, StoreError> {
         self.run(|c| {
             let row = c
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "UPDATE sessions SET consumed = TRUE WHERE id = ?1 AND consumed = FALSE
-                     RETURNING id, node_id, store_id, ek_sha256, ek_certified, token_hash, release, csr_der, secrets_json, expires_at",
-                )?
-                .query_row([&id], |r| {
-                    Ok(SessionRow {
-                        id: r.get(0)?,
-                        node_id: r.get(1)?,
-                        store_id: r.get(2)?,
-                        ek_sha256: r.get(3)?,
-                        ek_certified: r.get(4)?,
-                        token_hash: r.get(5)?,
-                        release: r.get(6)?,
-                        csr_der: r.get(7)?,
-                        secrets_json: r.get(8)?,
-                        expires_at: r.get(9)?,
-                    })
-                })
+                     RETURNING {SESSION_COLS}"
+                ))?
+                .query_row([&id], session_from)
                 .optional()?;
             if let Some(s) = row {
                 return Ok(Taken::Fresh(Box::new(s)));
@@ -255,11 +293,18 @@ impl Store for SqliteStore {
                 Verdict::Reject(..) => None,
             };
             if let Some(st) = status {
+                let ek = claim.ek_cert.clone().unwrap_or_default();
+                let some = |v: String| claim.ek_cert.as_ref().map(|_| v);
                 tx.prepare_cached(
-                    "INSERT INTO nodes (node_id, store_id, ek_sha256, status, release, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (node_id) DO UPDATE SET status = excluded.status, release = excluded.release, updated_at = excluded.updated_at",
+                    "INSERT INTO nodes (node_id, store_id, ek_sha256, status, release, updated_at, ek_subject, ek_issuer, ek_serial)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT (store_id, node_id) DO UPDATE SET status = excluded.status, release = excluded.release,
+                         updated_at = excluded.updated_at,
+                         ek_subject = COALESCE(excluded.ek_subject, nodes.ek_subject),
+                         ek_issuer = COALESCE(excluded.ek_issuer, nodes.ek_issuer),
+                         ek_serial = COALESCE(excluded.ek_serial, nodes.ek_serial)",
                 )?
-                .execute(params![claim.node_id, claim.store_id, claim.ek_sha256, st.as_str(), release, now])?;
+                .execute(params![claim.node_id, claim.store_id, claim.ek_sha256, st.as_str(), release, now, some(ek.subject), some(ek.issuer), some(ek.serial)])?;
             }
             if out.consume_token {
                 if let Some(h) = &claim.token_hash {
@@ -337,14 +382,15 @@ impl Store for SqliteStore {
         &self,
         hash: &str,
         store_id: &str,
+        ek_sha256: Option<&str>,
         expires_at: i64,
         audit: Entry,
     ) -> Result<(), StoreError> {
         self.run(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute(
-                "INSERT INTO tokens (hash, store_id, expires_at) VALUES (?1, ?2, ?3)",
-                params![hash, store_id, expires_at],
+                "INSERT INTO tokens (hash, store_id, expires_at, ek_sha256) VALUES (?1, ?2, ?3, ?4)",
+                params![hash, store_id, expires_at, ek_sha256],
             )?;
             append(&tx, audit)?;
             tx.commit()?;
@@ -356,7 +402,7 @@ impl Store for SqliteStore {
     async fn nodes(&self, status: Option<NodeStatus>) -> Result<Vec<NodeRow>, StoreError> {
         self.run(|c| {
             let mut st = c.prepare(&format!(
-                "SELECT {NODE_COLS} FROM nodes WHERE ?1 IS NULL OR status = ?1 ORDER BY node_id"
+                "SELECT {NODE_COLS} FROM nodes WHERE ?1 IS NULL OR status = ?1 ORDER BY store_id, node_id"
             ))?;
             let rows = st
                 .query_map([status.map(|s| s.as_str())], node_from)?
@@ -368,32 +414,38 @@ impl Store for SqliteStore {
 
     async fn set_status(
         &self,
-        node_id: &str,
+        node: &NodeKey,
         from: &[NodeStatus],
         to: NodeStatus,
         new_ek: Option<&str>,
         audit: Entry,
     ) -> Result<(), StoreError> {
-        let from: Vec<&'static str> = from.iter().map(|s| s.as_str()).collect();
-
         self.run(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let cur: Option<String> = tx
-                .query_row("SELECT status FROM nodes WHERE node_id = ?1", [&node_id], |r| r.get(0))
-                .optional()?;
-            match cur {
-                None => return Err(StoreError::NotFound(format!("no node {node_id}"))),
-                Some(s) if !from.contains(&s.as_str()) => {
-                    return Err(StoreError::NotFound(format!(
-                        "node {node_id} is {s}, expected one of {}",
-                        from.join(", ")
-                    )))
-                }
-                Some(_) => {}
-            }
+            status_in(&tx, node, from)?;
             tx.execute(
-                "UPDATE nodes SET status = ?2, ek_sha256 = COALESCE(?3, ek_sha256), updated_at = ?4 WHERE node_id = ?1",
-                params![node_id, to.as_str(), new_ek, time::OffsetDateTime::now_utc().unix_timestamp()],
+                "UPDATE nodes SET status = ?3, ek_sha256 = COALESCE(?4, ek_sha256), updated_at = ?5 WHERE store_id = ?1 AND node_id = ?2",
+                params![node.store_id, node.node_id, to.as_str(), new_ek, time::OffsetDateTime::now_utc().unix_timestamp()],
+            )?;
+            append(&tx, audit)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_node(
+        &self,
+        node: &NodeKey,
+        from: &[NodeStatus],
+        audit: Entry,
+    ) -> Result<(), StoreError> {
+        self.run(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            status_in(&tx, node, from)?;
+            tx.execute(
+                "DELETE FROM nodes WHERE store_id = ?1 AND node_id = ?2",
+                params![node.store_id, node.node_id],
             )?;
             append(&tx, audit)?;
             tx.commit()?;
@@ -404,18 +456,18 @@ impl Store for SqliteStore {
 
     async fn report(
         &self,
-        node_id: &str,
+        node: &NodeKey,
         revision: &str,
         status: &str,
         now: i64,
     ) -> Result<(), StoreError> {
         self.run(|c| {
             let n = c.execute(
-                "UPDATE nodes SET revision = ?2, report = ?3, updated_at = ?4 WHERE node_id = ?1 AND status = 'admitted'",
-                params![node_id, revision, status, now],
+                "UPDATE nodes SET revision = ?3, report = ?4, updated_at = ?5 WHERE store_id = ?1 AND node_id = ?2 AND status = 'admitted'",
+                params![node.store_id, node.node_id, revision, status, now],
             )?;
             if n == 0 {
-                return Err(StoreError::NotFound(format!("no admitted node {node_id}")));
+                return Err(StoreError::NotFound(format!("no admitted node {node}")));
             }
             Ok(())
         })

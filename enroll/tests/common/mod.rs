@@ -34,6 +34,7 @@ pub struct Node {
     pub csr: Vec<u8>,
     pub token: Option<String>,
     pub ek_cert: Option<Vec<u8>>,
+    pub release: keel_attest::protocol::ReleaseRef,
 }
 
 impl Node {
@@ -45,6 +46,7 @@ impl Node {
             csr: make_csr(id).unwrap(),
             token: None,
             ek_cert: None,
+            release: bench_release(),
         }
     }
 
@@ -60,7 +62,7 @@ impl Node {
                 hostname: self.id.clone(),
                 machine_id: "0".repeat(32),
                 store_id: self.store.clone(),
-                release: bench_release(),
+                release: self.release.clone(),
             },
         );
         r.ek_cert = self.ek_cert.clone().map(B64);
@@ -76,7 +78,12 @@ impl Node {
 
     pub fn answer(&self, ch: &Challenge) -> FinishRequest {
         self.tpm
-            .answer(ch, &self.csr, None, &mut rand::rngs::OsRng)
+            .answer(
+                ch,
+                &self.csr,
+                Some(self.tpm.event_log()),
+                &mut rand::rngs::OsRng,
+            )
             .unwrap()
     }
 
