@@ -309,6 +309,8 @@ fn measure_agent_cpu_and_rss() {
         .arg("--state-dir")
         .arg(&state)
         .args(["--tcti", &tpm.tcti()])
+        .arg("--event-log")
+        .arg(common::empty_event_log(&root))
         .env_remove("FAILPOINTS")
         .output()
         .expect("time");
