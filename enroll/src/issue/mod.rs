@@ -10,11 +10,9 @@
 //! files). The server calls them inline, or from `tokio::task::spawn_blocking`
 //! when one of them blocks on I/O ([`Issuer::blocks`]).
 //!
-//! Contract for `ceph.rs` (owned by the testbed helper): it exports
-//! `CephConfig` (serde, `deny_unknown_fields`, kebab-case; the `[stores.<id>.ceph]`
-//! table of the service config) and `CephIssuer` with
-//! `CephIssuer::new(stores: BTreeMap<String, CephConfig>) -> Self` and `impl Issuer`,
-//! returning [`Material::Ceph`] (a `CephJoin`).
+//! `ceph.rs` holds `CephConfig` (the `[stores.<id>.ceph]` table of the
+//! service config) and `CephIssuer`, which returns [`Material::Ceph`] (a
+//! `CephJoin`).
 
 pub mod acme_eab;
 pub mod ceph;
