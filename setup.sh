@@ -70,6 +70,8 @@ pkgs=(
   ovmf swtpm swtpm-tools tpm2-tools iproute2
   # OSTree, seeds, services used by tests
   ostree cloud-image-utils xorriso git ceph pebble postgresql
+  # keel-enroll's /metrics: scraped by a real Prometheus, linted by promtool
+  prometheus
   # the end-to-end test's store network: DHCP for the guest, SSH into it
   dnsmasq-base openssh-client
   # misc (python3-venv: the SPDX validator used by the SBOM tests)
@@ -91,9 +93,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! command -v mkosi >/dev/null
 else
   log "apt packages already installed"
 fi
-# ceph, postgresql and pebble are started by the test harness itself, never as
+# ceph, postgresql, pebble and prometheus are started by the test harness itself, never as
 # system services: make sure the packaged ones are not running.
-for svc in postgresql ceph.target; do
+for svc in postgresql ceph.target prometheus; do
   systemctl disable --now "$svc" >/dev/null 2>&1 || true
 done
 

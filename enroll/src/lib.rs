@@ -13,6 +13,7 @@ pub mod config;
 pub mod devcerts;
 pub mod harness;
 pub mod issue;
+pub mod metrics;
 pub mod release_gate;
 pub mod server;
 pub mod show;

@@ -26,6 +26,7 @@ use super::App;
 use crate::admission::{Claim, EkCertInfo, Verdict};
 use crate::audit::Entry;
 use crate::issue::{IssueRequest, Material};
+use crate::metrics::Counted;
 use crate::store::{SessionRow, Taken};
 
 /// Seconds a pending node is told to wait before starting again.
@@ -33,6 +34,13 @@ const PENDING_RETRY_SECS: u64 = 60;
 
 fn reply(status: StatusCode, body: impl serde::Serialize) -> Response {
     (status, Json(body)).into_response()
+}
+
+/// [`reply`], tagged with its outcome for the metrics.
+fn counted(status: StatusCode, body: impl serde::Serialize, c: Counted) -> Response {
+    let mut r = reply(status, body);
+    r.extensions_mut().insert(c);
+    r
 }
 
 fn rejected(code: RejectCode, msg: impl Into<String>) -> Decision {
@@ -69,7 +77,11 @@ fn internal(e: impl std::fmt::Display) -> Response {
         RejectCode::Internal,
         "the enrollment service failed; retry later",
     );
-    reply(StatusCode::SERVICE_UNAVAILABLE, d)
+    counted(
+        StatusCode::SERVICE_UNAVAILABLE,
+        d,
+        Counted::Rejected(RejectCode::Internal),
+    )
 }
 
 /// Records a refusal and answers it.
@@ -86,10 +98,11 @@ async fn refuse(
         return internal(e);
     }
     let d = rejected(code, msg);
+    let c = Counted::Rejected(code);
     if start {
-        reply(status_for(code), StartResponse::Decision(d))
+        counted(status_for(code), StartResponse::Decision(d), c)
     } else {
-        reply(status_for(code), d)
+        counted(status_for(code), d, c)
     }
 }
 
@@ -215,7 +228,11 @@ pub async fn start(State(app): State<Arc<App>>, body: Bytes) -> Response {
     if let Err(e) = app.store.put_session(row).await {
         return internal(e);
     }
-    reply(StatusCode::OK, StartResponse::Challenge(challenge))
+    counted(
+        StatusCode::OK,
+        StartResponse::Challenge(challenge),
+        Counted::Challenge,
+    )
 }
 
 /// Handles a finish request.
@@ -271,13 +288,18 @@ pub async fn finish(State(app): State<Arc<App>>, body: Bytes) -> Response {
         Err(e) => return internal(e),
     };
     match out.verdict {
-        Verdict::Reject(code, msg) => reply(status_for(code), rejected(code, msg)),
-        Verdict::Queue(reason) => reply(
+        Verdict::Reject(code, msg) => counted(
+            status_for(code),
+            rejected(code, msg),
+            Counted::Rejected(code),
+        ),
+        Verdict::Queue(reason) => counted(
             StatusCode::OK,
             Decision::Pending {
                 reason,
                 retry_after: PENDING_RETRY_SECS,
             },
+            Counted::Pending,
         ),
         Verdict::Admit { .. } => issue(&app, &session, audit).await,
     }
@@ -297,12 +319,13 @@ async fn issue(app: &Arc<App>, s: &SessionRow, audit: Entry) -> Response {
         Ok(issue_all(app, s))
     };
     match issued {
-        Ok(Ok(join)) => reply(
+        Ok(Ok(join)) => counted(
             StatusCode::OK,
             Decision::Admitted {
                 node_id: s.node_id.clone(),
                 join: Box::new(join),
             },
+            Counted::Admitted,
         ),
         Ok(Err(msg)) => {
             let mut a = audit;

@@ -28,7 +28,9 @@ use crate::issue::ceph::{CephConfig, CephIssuer};
 use crate::issue::gitops::GitopsIssuer;
 use crate::issue::node_cert::NodeCertIssuer;
 use crate::issue::Issuer;
+use crate::metrics::{Counted, Endpoint};
 use crate::store::Store;
+use axum::extract::State;
 
 /// Everything a request handler needs.
 pub struct App {
@@ -52,6 +54,8 @@ pub struct App {
     pub gate: crate::release_gate::ReleaseGate,
     /// Stores whose new nodes wait for an admin's approval.
     pub approval_stores: std::collections::BTreeSet<String>,
+    /// Counters and latency histograms (`GET /metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl App {
@@ -178,6 +182,7 @@ impl App {
                 .map(|u| format!("{}{REPORT_PATH}", u.trim_end_matches('/'))),
             node_ca_der,
             gate,
+            metrics: crate::metrics::Metrics::default(),
             approval_stores: c
                 .stores
                 .iter()
@@ -204,8 +209,57 @@ pub fn router(app: Arc<App>, max_body: usize) -> Router {
         .route(paths::FINISH, post(enroll::finish))
         .route(REPORT_PATH, post(report::report))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), measure))
         .with_state(app)
+}
+
+/// Counts each protocol request's outcome (a [`Counted`] the handler put on
+/// its response, else what its status says) and latency.
+async fn measure(
+    State(app): State<Arc<App>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let endpoint = Endpoint::for_path(req.uri().path());
+    let t0 = std::time::Instant::now();
+    let resp = next.run(req).await;
+    if let Some(e) = endpoint {
+        let outcome = resp.extensions().get::<Counted>().copied().or_else(|| {
+            let s = resp.status();
+            (s.is_client_error() || s.is_server_error()).then_some(Counted::Rejected(
+                if s == axum::http::StatusCode::TOO_MANY_REQUESTS {
+                    keel_attest::protocol::RejectCode::RateLimited
+                } else if s.is_server_error() {
+                    keel_attest::protocol::RejectCode::Internal
+                } else {
+                    keel_attest::protocol::RejectCode::MalformedRequest
+                },
+            ))
+        });
+        app.metrics.record(e, outcome, t0.elapsed());
+    }
+    resp
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics(State(app): State<Arc<App>>) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match app.store.nodes(None).await {
+        Ok(nodes) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            app.metrics.render(&nodes),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!("metrics: reading the inventory: {e}");
+            axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
 }
 
 /// Loads the server certificate chain and key into a rustls config (TLS 1.2+,

@@ -29,7 +29,10 @@ use crate::store::{NodeKey, StoreError};
 const MAX_SKEW: i64 = 300;
 
 fn deny(code: RejectCode, msg: impl Into<String>) -> Response {
-    (StatusCode::UNAUTHORIZED, Json(RejectReason::new(code, msg))).into_response()
+    let mut r = (StatusCode::UNAUTHORIZED, Json(RejectReason::new(code, msg))).into_response();
+    r.extensions_mut()
+        .insert(crate::metrics::Counted::Rejected(code));
+    r
 }
 
 /// Checks the signer and returns the node its certificate names (store from
@@ -138,5 +141,7 @@ pub async fn report(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes
         tracing::error!("auditing report: {e}");
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
-    StatusCode::NO_CONTENT.into_response()
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.extensions_mut().insert(crate::metrics::Counted::Accepted);
+    r
 }

@@ -16,6 +16,7 @@ pub mod netns;
 pub mod pebble;
 pub mod postgres;
 mod proc;
+pub mod prometheus;
 pub mod swtpm;
 pub mod tls;
 
@@ -26,6 +27,7 @@ pub use netns::{NetnsGuard, TestNet};
 pub use pebble::{Pebble, PebbleOptions};
 pub use postgres::Postgres;
 pub use proc::{free_port, free_port_on, free_port_pair, wait_for_tcp, Daemon};
+pub use prometheus::{promtool_check, Prometheus};
 pub use swtpm::{EkType, Swtpm};
 pub use tls::TestCa;
 
