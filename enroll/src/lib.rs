@@ -6,6 +6,8 @@
 pub mod admin;
 pub mod admission;
 pub mod audit;
+pub mod audit_heads;
+pub mod audit_sign;
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod cli;
@@ -13,5 +15,6 @@ pub mod config;
 pub mod devcerts;
 pub mod harness;
 pub mod issue;
+pub mod secfile;
 pub mod server;
 pub mod store;

@@ -1,0 +1,154 @@
+//! Signing the chain tip and checking signed exports. The signer never signs
+//! blindly: the rows since the last signed head must link to it (each row's
+//! hash recomputes, each `prev_hash` is its predecessor's hash), so a chain
+//! rewritten below a signed head is refused, not blessed.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::audit::{row_hash, DayExport, Row, GENESIS};
+use crate::audit_sign::{verify_file, AuditKey, AuditPub, SignError, SignedHead};
+use crate::store::{Store, StoreError};
+
+/// Why the tip was not signed, or an export does not check out.
+#[derive(Debug, thiserror::Error)]
+pub enum TipError {
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The chain does not continue the last signed head.
+    #[error("{0}; run `keel-enroll audit verify`")]
+    Chain(String),
+    /// A signature or key problem.
+    #[error(transparent)]
+    Sign(#[from] SignError),
+}
+
+/// Checks that `rows` continue the head `(seq, hash)`.
+fn check_link(from: (i64, &str), rows: &[Row]) -> Result<(), TipError> {
+    let (mut seq, mut prev) = (from.0, from.1.to_owned());
+    for r in rows {
+        if r.seq != seq + 1 || r.prev_hash != prev {
+            return Err(TipError::Chain(format!(
+                "audit row {} does not continue row {seq} (signed or checked before): refusing to sign",
+                r.seq
+            )));
+        }
+        if row_hash(&r.prev_hash, r.seq, &r.at, &r.entry) != r.hash {
+            return Err(TipError::Chain(format!(
+                "audit row {}: content does not match its hash: refusing to sign",
+                r.seq
+            )));
+        }
+        seq = r.seq;
+        prev = r.hash.clone();
+    }
+    Ok(())
+}
+
+/// Signs the chain's tip if it moved since the last signed head; returns the
+/// new head (None: nothing new to sign).
+pub async fn sign_tip(store: &dyn Store, key: &AuditKey) -> Result<Option<SignedHead>, TipError> {
+    let last = store.last_head().await?;
+    let from = match &last {
+        Some(h) if !h.verifies(key.public()) => {
+            return Err(TipError::Chain(format!(
+                "the last signed head (row {}) does not verify against the audit key {}: \
+                 refusing to sign on top of it",
+                h.seq,
+                key.public().key_id
+            )))
+        }
+        Some(h) => (h.seq, h.hash.as_str()),
+        None => (0, GENESIS),
+    };
+    let rows = store.audit_rows_after(from.0).await?;
+    check_link(from, &rows)?;
+    let Some(tip) = rows.last() else {
+        return Ok(None);
+    };
+    let head = key.sign_head(tip.seq, &tip.hash);
+    store.put_head(head.clone()).await?;
+    Ok(Some(head))
+}
+
+/// The service's signer: signs the tip every `every` until the store is the
+/// last reference left (the service stopped).
+pub fn spawn_signer(
+    store: Arc<dyn Store>,
+    key: Arc<AuditKey>,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let weak = Arc::downgrade(&store);
+    drop(store);
+    tokio::spawn(async move {
+        loop {
+            let Some(store) = weak.upgrade() else { return };
+            match sign_tip(&*store, &key).await {
+                Ok(Some(h)) => tracing::debug!(seq = h.seq, "signed audit chain head"),
+                Ok(None) => {}
+                Err(e) => tracing::error!("audit chain head not signed: {e}"),
+            }
+            drop(store);
+            tokio::time::sleep(every).await;
+        }
+    })
+}
+
+/// What [`check_export`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportReport {
+    /// The day.
+    pub day: String,
+    /// Rows in the export.
+    pub rows: usize,
+    /// The signed chain head it carries.
+    pub head: SignedHead,
+}
+
+/// Checks an export: its detached signature (`FILE.sig`), every row's hash,
+/// the links between consecutive rows and the signed chain head it carries.
+pub fn check_export(file: &Path, key: &AuditPub) -> Result<ExportReport, TipError> {
+    verify_file(key, file)?;
+    let bytes = std::fs::read(file).map_err(|source| SignError::Io {
+        path: file.display().to_string(),
+        source,
+    })?;
+    let doc: DayExport = serde_json::from_slice(&bytes).map_err(|e| {
+        TipError::Chain(format!("{}: not an audit export: {e}", file.display()))
+    })?;
+    for (i, r) in doc.rows.iter().enumerate() {
+        if row_hash(&r.prev_hash, r.seq, &r.at, &r.entry) != r.hash {
+            return Err(TipError::Chain(format!(
+                "{}: row {}: content does not match its hash",
+                file.display(),
+                r.seq
+            )));
+        }
+        if let Some(p) = i.checked_sub(1).and_then(|j| doc.rows.get(j)) {
+            if p.seq + 1 == r.seq && p.hash != r.prev_hash {
+                return Err(TipError::Chain(format!(
+                    "{}: row {}: link to row {} broken",
+                    file.display(),
+                    r.seq,
+                    p.seq
+                )));
+            }
+        }
+    }
+    let head = doc.signed_head.clone().ok_or_else(|| {
+        TipError::Chain(format!("{}: carries no signed chain head", file.display()))
+    })?;
+    if !head.verifies(key) || head.seq != doc.chain_head_seq || head.hash != doc.chain_head_hash {
+        return Err(TipError::Chain(format!(
+            "{}: the signed chain head does not verify or does not match chain-head-seq/hash",
+            file.display()
+        )));
+    }
+    Ok(ExportReport {
+        day: doc.day,
+        rows: doc.rows.len(),
+        head,
+    })
+}
