@@ -48,7 +48,7 @@ pub enum StoreError {
         /// `host:port`.
         target: String,
         /// The sslmode in force.
-        mode: &'static str,
+        mode: String,
         /// What failed.
         cause: String,
         /// What to do (`; ...`), may be empty.

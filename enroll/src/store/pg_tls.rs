@@ -164,7 +164,7 @@ fn explain(e: &io::Error, s: &TlsSettings) -> TlsError {
         )) => format!(
             "the PostgreSQL server certificate does not name {}; connect with a host name \
              the certificate names, or use sslmode=verify-ca to check the CA only",
-            s.target
+            s.target.rsplit_once(':').map_or(s.target.as_str(), |(h, _)| h)
         ),
         Some(rustls::Error::InvalidCertificate(
             CertificateError::UnknownIssuer | CertificateError::BadSignature,

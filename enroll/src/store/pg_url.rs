@@ -123,7 +123,7 @@ pub fn parse(url: &str) -> Result<(tokio_postgres::Config, TlsSettings), StoreEr
     } else {
         format!("{base}?{}", kept.join("&"))
     };
-    let config = tokio_postgres::Config::from_str(&rest).map_err(|e| {
+    let mut config = tokio_postgres::Config::from_str(&rest).map_err(|e| {
         StoreError::Tls(format!(
             "the database URL {} is not understood: {e}",
             redact(url)
@@ -136,6 +136,12 @@ pub fn parse(url: &str) -> Result<(tokio_postgres::Config, TlsSettings), StoreEr
         SslMode::Prefer
     } else {
         SslMode::VerifyFull
+    });
+    // Every mode above prefer must never fall back to plain text.
+    config.ssl_mode(match mode {
+        SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+        SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+        _ => tokio_postgres::config::SslMode::Require,
     });
     let roots = match rootcert.as_deref() {
         None | Some("") | Some("system") => Roots::System,
@@ -242,6 +248,7 @@ mod tests {
         assert_eq!(s.mode, SslMode::VerifyCa);
         assert_eq!(s.roots, Some(Roots::File("/etc/ca.pem".into())));
         assert!(!s.check_name);
+        assert_eq!(c.get_ssl_mode(), tokio_postgres::config::SslMode::Require);
         assert_eq!(
             c.get_connect_timeout(),
             Some(&std::time::Duration::from_secs(5))
@@ -251,8 +258,11 @@ mod tests {
         let (_, s) =
             parse("postgres://u@db.example/keel?sslmode=require&sslrootcert=ca.pem").expect("url");
         assert_eq!(s.roots, Some(Roots::File("ca.pem".into())));
-        let (_, s) = parse("postgres://u@db.example/keel?sslmode=disable").expect("url");
+        let (c, s) = parse("postgres://u@db.example/keel?sslmode=disable").expect("url");
         assert_eq!(s.mode, SslMode::Disable);
+        assert_eq!(c.get_ssl_mode(), tokio_postgres::config::SslMode::Disable);
+        let (c, _) = parse("postgres://u@db.example/keel").expect("url");
+        assert_eq!(c.get_ssl_mode(), tokio_postgres::config::SslMode::Require);
         let e = parse("postgres://u@db/keel?sslmode=verify").expect_err("bad mode");
         assert!(e.to_string().contains("verify-full"), "{e}");
         let e = parse("postgres://u:secret@db/keel?bogus=1").expect_err("bad option");

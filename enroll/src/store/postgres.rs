@@ -66,7 +66,14 @@ impl PgStore {
             let hint = super::pg_url::hint(&settings, &cause);
             return Err(StoreError::Connect {
                 target: settings.target.clone(),
-                mode: settings.mode.as_str(),
+                mode: if settings.explicit {
+                    settings.mode.as_str().to_owned()
+                } else {
+                    format!(
+                        "{}, the default for this host as the URL sets none",
+                        settings.mode.as_str()
+                    )
+                },
                 cause,
                 hint: if hint.is_empty() { hint } else { format!("; {hint}") },
             });
