@@ -230,6 +230,14 @@ impl Admin {
         Ok(crate::audit_heads::sign_tip(&*self.store, &self.audit_key).await?)
     }
 
+    /// Signs the tip of a chain that has no signed head yet (written before
+    /// signed heads existed), after verifying the whole chain.
+    pub async fn audit_adopt(&self) -> anyhow::Result<Option<SignedHead>> {
+        let rows = self.store.audit_rows().await?;
+        audit::verify(&rows).context("audit chain does not verify; not adopting it")?;
+        Ok(crate::audit_heads::adopt(&*self.store, &self.audit_key).await?)
+    }
+
     /// Verifies the audit chain and its signed heads against the configured
     /// audit key; returns (rows, head hash).
     pub async fn audit_verify(&self) -> anyhow::Result<(usize, String)> {

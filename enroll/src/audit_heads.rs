@@ -48,8 +48,28 @@ fn check_link(from: (i64, &str), rows: &[Row]) -> Result<(), TipError> {
 }
 
 /// Signs the chain's tip if it moved since the last signed head; returns the
-/// new head (None: nothing new to sign).
+/// new head (None: nothing new to sign). An empty chain gets the genesis head
+/// (row 0); a chain with rows but no signed head at all is refused (the heads
+/// were deleted, or the log predates signed heads: see [`adopt`]).
 pub async fn sign_tip(store: &dyn Store, key: &AuditKey) -> Result<Option<SignedHead>, TipError> {
+    Ok(sign_from(store, key, false, 0).await?.0)
+}
+
+/// `audit adopt`: signs the tip of a chain that has no signed head yet (a log
+/// written before signed heads existed), after checking the whole chain.
+pub async fn adopt(store: &dyn Store, key: &AuditKey) -> Result<Option<SignedHead>, TipError> {
+    Ok(sign_from(store, key, true, 0).await?.0)
+}
+
+/// The signing step; `floor` is the highest head this process saw before (a
+/// lower last head now means heads were deleted). Returns the new head and
+/// the last signed row.
+async fn sign_from(
+    store: &dyn Store,
+    key: &AuditKey,
+    adopt: bool,
+    floor: i64,
+) -> Result<(Option<SignedHead>, i64), TipError> {
     let last = store.last_head().await?;
     let from = match &last {
         Some(h) if !h.verifies(key.public()) => {
@@ -60,21 +80,45 @@ pub async fn sign_tip(store: &dyn Store, key: &AuditKey) -> Result<Option<Signed
                 key.public().key_id
             )))
         }
+        Some(h) if h.seq < floor => {
+            return Err(TipError::Chain(format!(
+                "signed heads were deleted: this service saw a signed head at row {floor}, the \
+                 last one now is row {}: refusing to sign",
+                h.seq
+            )))
+        }
         Some(h) => (h.seq, h.hash.as_str()),
+        None if floor > 0 => {
+            return Err(TipError::Chain(format!(
+                "signed heads were deleted: this service saw a signed head at row {floor}, none \
+                 is left: refusing to sign"
+            )))
+        }
         None => (0, GENESIS),
     };
     let rows = store.audit_rows_after(from.0).await?;
+    if last.is_none() && !rows.is_empty() && !adopt {
+        return Err(TipError::Chain(format!(
+            "{} audit rows and no signed head: the heads were deleted, or this log predates \
+             signed heads; check it with `keel-enroll audit verify` and sign it with \
+             `keel-enroll audit adopt`: refusing to sign",
+            rows.len()
+        )));
+    }
     check_link(from, &rows)?;
-    let Some(tip) = rows.last() else {
-        return Ok(None);
+    let (seq, hash) = match rows.last() {
+        Some(tip) => (tip.seq, tip.hash.as_str()),
+        None if last.is_none() => (0, GENESIS),
+        None => return Ok((None, from.0)),
     };
-    let head = key.sign_head(tip.seq, &tip.hash);
+    let head = key.sign_head(seq, hash);
     store.put_head(head.clone()).await?;
-    Ok(Some(head))
+    Ok((Some(head), seq))
 }
 
 /// The service's signer: signs the tip every `every` until the store is the
-/// last reference left (the service stopped).
+/// last reference left (the service stopped). It remembers the highest head
+/// it saw, so heads deleted while it runs are refused, not re-signed.
 pub fn spawn_signer(
     store: Arc<dyn Store>,
     key: Arc<AuditKey>,
@@ -83,11 +127,16 @@ pub fn spawn_signer(
     let weak = Arc::downgrade(&store);
     drop(store);
     tokio::spawn(async move {
+        let mut floor = 0;
         loop {
             let Some(store) = weak.upgrade() else { return };
-            match sign_tip(&*store, &key).await {
-                Ok(Some(h)) => tracing::debug!(seq = h.seq, "signed audit chain head"),
-                Ok(None) => {}
+            match sign_from(&*store, &key, false, floor).await {
+                Ok((h, last)) => {
+                    floor = floor.max(last);
+                    if let Some(h) = h {
+                        tracing::debug!(seq = h.seq, "signed audit chain head");
+                    }
+                }
                 Err(e) => tracing::error!("audit chain head not signed: {e}"),
             }
             drop(store);

@@ -209,8 +209,8 @@ impl SignedHead {
 pub enum HeadError {
     /// Rows but no signed head at all.
     #[error(
-        "no signed chain head for {rows} audit rows: the heads were deleted, or the service \
-         has not signed yet (it signs every audit-sign-secs; `keel-enroll audit export` signs too)"
+        "no signed chain head for {rows} audit rows: the heads were deleted, or the log \
+         predates signed heads (then `keel-enroll audit adopt` signs it)"
     )]
     NoHead {
         /// Rows in the chain.
@@ -273,6 +273,13 @@ pub fn verify_heads(
                 seq: h.seq,
                 key_id: key.key_id.clone(),
             });
+        }
+        if h.seq == 0 {
+            // The genesis head: signed when the chain was empty.
+            if h.hash != crate::audit::GENESIS {
+                return Err(HeadError::Mismatch { seq: 0 });
+            }
+            continue;
         }
         let row = usize::try_from(h.seq - 1).ok().and_then(|i| rows.get(i));
         match row {

@@ -132,6 +132,9 @@ pub enum AuditCmd {
         #[arg(long)]
         key: Option<PathBuf>,
     },
+    /// Sign the chain of a log written before signed heads existed (the
+    /// service refuses to start signing a chain with rows but no signed head).
+    Adopt,
     /// Check an export: its detached signature (FILE.sig), its rows' hashes
     /// and the signed chain head it carries.
     VerifyExport {

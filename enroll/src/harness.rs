@@ -86,6 +86,7 @@ impl Harness {
         crate::secfile::check_startup(&p.config_path, &p.loaded)?;
         let audit_key = Arc::new(AuditKey::load(&p.loaded.config.audit_key)?);
         let store = store::open(&p.loaded.config.database).await?;
+        crate::audit_heads::sign_tip(&*store, &audit_key).await?;
         let signer = crate::audit_heads::spawn_signer(
             store.clone(),
             audit_key.clone(),

@@ -40,6 +40,10 @@ async fn admin(cli: &Cli) -> anyhow::Result<Admin> {
         .await
         .context("opening database")?;
     let audit_key = Arc::new(AuditKey::load(&loaded.config.audit_key)?);
+    // An empty chain gets its genesis head, so the first change can be signed.
+    if let Err(e) = keel_enroll::audit_heads::sign_tip(&*store, &audit_key).await {
+        tracing::warn!("audit chain head not signed: {e}");
+    }
     Ok(Admin {
         store,
         config_sha256: loaded.sha256,
@@ -68,6 +72,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = store::open(&loaded.config.database)
                 .await
                 .context("opening database")?;
+            if let Err(e) = keel_enroll::audit_heads::sign_tip(&*store, &audit_key).await {
+                tracing::error!("audit chain head not signed: {e}");
+            }
             let signer = keel_enroll::audit_heads::spawn_signer(
                 store.clone(),
                 audit_key.clone(),
@@ -148,6 +155,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
         }
+        Command::Audit(AuditCmd::Adopt) => match admin(&cli).await?.audit_adopt().await? {
+            Some(h) => println!("audit chain signed up to row {} ({})", h.seq, h.hash),
+            None => println!("audit chain already signed; nothing to adopt"),
+        },
         Command::Audit(AuditCmd::VerifyExport { file, key }) => {
             let key = audit_pub(&cli, key.as_deref())?;
             let r = keel_enroll::audit_heads::check_export(file, &key)?;
