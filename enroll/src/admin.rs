@@ -274,7 +274,10 @@ impl Admin {
         let heads = self.store.audit_heads().await?;
         crate::audit_sign::verify_heads(&rows, &heads, self.audit_key.public())
             .context("audit chain heads do not verify")?;
-        let signed = heads.into_iter().rev().find(|h| h.seq == doc.chain_head_seq);
+        let signed = heads
+            .into_iter()
+            .rev()
+            .find(|h| h.seq == doc.chain_head_seq);
         doc.signed_head = match signed {
             Some(h) => Some(h),
             // Rows arrived since the signature above; the whole chain and

@@ -164,9 +164,8 @@ pub fn check_export(file: &Path, key: &AuditPub) -> Result<ExportReport, TipErro
         path: file.display().to_string(),
         source,
     })?;
-    let doc: DayExport = serde_json::from_slice(&bytes).map_err(|e| {
-        TipError::Chain(format!("{}: not an audit export: {e}", file.display()))
-    })?;
+    let doc: DayExport = serde_json::from_slice(&bytes)
+        .map_err(|e| TipError::Chain(format!("{}: not an audit export: {e}", file.display())))?;
     for (i, r) in doc.rows.iter().enumerate() {
         if row_hash(&r.prev_hash, r.seq, &r.at, &r.entry) != r.hash {
             return Err(TipError::Chain(format!(

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use keel_enroll::cli::{AllowlistCmd, AuditCmd, Cli, Command, NodesCmd, TokenCmd};
 use keel_enroll::audit_sign::{AuditKey, AuditPub};
+use keel_enroll::cli::{AllowlistCmd, AuditCmd, Cli, Command, NodesCmd, TokenCmd};
 use keel_enroll::{admin::Admin, config::Config, server, store};
 
 fn main() -> ExitCode {

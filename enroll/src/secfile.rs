@@ -117,10 +117,7 @@ mod tests {
             let e = check_private("TLS key", &p).expect_err("refused");
             let msg = e.to_string();
             assert!(msg.contains(&format!("{bad:04o}")), "{msg}");
-            assert!(
-                msg.contains(&format!("chmod 600 {}", p.display())),
-                "{msg}"
-            );
+            assert!(msg.contains(&format!("chmod 600 {}", p.display())), "{msg}");
         }
         let q = d.path().join("new.db");
         create_private_if_missing("SQLite database", &q).expect("create");

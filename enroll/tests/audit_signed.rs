@@ -43,8 +43,10 @@ fn rewrite_from(rows: &[Row], seq: i64, detail: &str) -> Vec<Row> {
 
 fn sqlite_rewrite(db: &Path, rows: &[Row]) {
     let conn = rusqlite::Connection::open(db).unwrap();
-    conn.execute_batch("DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete;")
-        .unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete;",
+    )
+    .unwrap();
     for r in rows {
         conn.execute(
             "UPDATE audit SET detail = ?1, prev_hash = ?2, hash = ?3 WHERE seq = ?4",
@@ -305,7 +307,15 @@ async fn postgres_recomputed_chain_is_detected() {
     let h = harness(Some(pg.url())).await;
     activity(&h).await;
     let admin = h.admin();
-    assert_eq!(admin.audit_verify_with(None).await.unwrap().heads.last_signed, 3);
+    assert_eq!(
+        admin
+            .audit_verify_with(None)
+            .await
+            .unwrap()
+            .heads
+            .last_signed,
+        3
+    );
     let rows = h.store().audit_rows().await.unwrap();
     let forged = rewrite_from(&rows, 2, "edited on the database server");
     let mut sql = String::from("DROP TRIGGER audit_append_only ON audit;");

@@ -71,7 +71,11 @@ fn service_refuses_group_or_world_readable_secrets() {
     let d = p.dir.path().to_path_buf();
     // Good modes: an admin command runs (and creates the database 0600).
     let out = keel(&p, &["token", "create", "--store", "store-1"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cases = [
         ("configuration", p.config_path.clone(), 0o644, "serve"),
         ("TLS key", d.join("server.key"), 0o640, "serve"),
@@ -91,13 +95,20 @@ fn service_refuses_group_or_world_readable_secrets() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{what} {bad:o}: not refused");
         let f = file.display().to_string();
-        assert!(err.contains(&format!("{what} {f} has mode {bad:04o}")), "{err}");
+        assert!(
+            err.contains(&format!("{what} {f} has mode {bad:04o}")),
+            "{err}"
+        );
         assert!(err.contains(&format!("chmod 600 {f}")), "{err}");
         keel_testbed::report!("{cmd} refused: {}", err.trim());
         chmod(&file, 0o600);
     }
     let out = keel(&p, &["nodes", "list"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,12 +123,19 @@ async fn audit_actor_is_the_os_user_not_the_environment() {
         .env("LOGNAME", "mallory")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let store = keel_enroll::store::open(&p.loaded.config.database)
         .await
         .unwrap();
     let rows = store.audit_rows().await.unwrap();
-    let row = rows.iter().find(|r| r.entry.action == "token-create").unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r.entry.action == "token-create")
+        .unwrap();
     let uid = nix::unistd::getuid();
     let name = nix::unistd::User::from_uid(uid).unwrap().unwrap().name;
     assert!(

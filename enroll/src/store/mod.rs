@@ -3,9 +3,9 @@
 //! ([`crate::admission::decide`]) inside one transaction together with the
 //! audit append, so a decision and its audit row are written together or not at all.
 
+mod heads;
 mod pg_tls;
 pub mod pg_url;
-mod heads;
 pub mod postgres;
 mod schema;
 pub mod sqlite;

@@ -86,12 +86,11 @@ fn load_roots(roots: &Roots, mode: SslMode) -> Result<RootCertStore, StoreError>
                 ))
             })?;
             for cert in CertificateDer::pem_slice_iter(&bytes) {
-                let cert = cert.map_err(|e| {
-                    StoreError::Tls(format!("sslrootcert {}: {e}", path.display()))
-                })?;
-                store.add(cert).map_err(|e| {
-                    StoreError::Tls(format!("sslrootcert {}: {e}", path.display()))
-                })?;
+                let cert = cert
+                    .map_err(|e| StoreError::Tls(format!("sslrootcert {}: {e}", path.display())))?;
+                store
+                    .add(cert)
+                    .map_err(|e| StoreError::Tls(format!("sslrootcert {}: {e}", path.display())))?;
             }
         }
     }
@@ -164,7 +163,9 @@ fn explain(e: &io::Error, s: &TlsSettings) -> TlsError {
         )) => format!(
             "the PostgreSQL server certificate does not name {}; connect with a host name \
              the certificate names, or use sslmode=verify-ca to check the CA only",
-            s.target.rsplit_once(':').map_or(s.target.as_str(), |(h, _)| h)
+            s.target
+                .rsplit_once(':')
+                .map_or(s.target.as_str(), |(h, _)| h)
         ),
         Some(rustls::Error::InvalidCertificate(
             CertificateError::UnknownIssuer | CertificateError::BadSignature,
@@ -233,15 +234,24 @@ impl tokio_postgres::tls::TlsStream for TlsStream {
     /// RFC 5929 `tls-server-end-point`: the server certificate hashed with its
     /// signature's hash (SHA-256 for MD5/SHA-1/SHA-256); none for other algorithms.
     fn channel_binding(&self) -> ChannelBinding {
-        let Some(cert) = self.0.get_ref().1.peer_certificates().and_then(|c| c.first()) else {
+        let Some(cert) = self
+            .0
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+        else {
             return ChannelBinding::none();
         };
         let Ok((_, x)) = x509_parser::parse_x509_certificate(cert) else {
             return ChannelBinding::none();
         };
         let digest = match x.signature_algorithm.algorithm.to_id_string().as_str() {
-            "1.2.840.10045.4.3.2" | "1.2.840.113549.1.1.11" | "1.2.840.113549.1.1.5"
-            | "1.2.840.113549.1.1.4" | "1.2.840.10045.4.1" => sha2::Sha256::digest(cert).to_vec(),
+            "1.2.840.10045.4.3.2"
+            | "1.2.840.113549.1.1.11"
+            | "1.2.840.113549.1.1.5"
+            | "1.2.840.113549.1.1.4"
+            | "1.2.840.10045.4.1" => sha2::Sha256::digest(cert).to_vec(),
             "1.2.840.10045.4.3.3" | "1.2.840.113549.1.1.12" => sha2::Sha384::digest(cert).to_vec(),
             "1.2.840.10045.4.3.4" | "1.2.840.113549.1.1.13" => sha2::Sha512::digest(cert).to_vec(),
             _ => return ChannelBinding::none(),

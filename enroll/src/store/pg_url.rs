@@ -229,7 +229,10 @@ mod tests {
     #[test]
     fn defaults_by_host() {
         let (_, s) = parse("postgres://u:pw@127.0.0.1:5432/keel").expect("url");
-        assert_eq!((s.mode, s.explicit, s.roots), (SslMode::Prefer, false, None));
+        assert_eq!(
+            (s.mode, s.explicit, s.roots),
+            (SslMode::Prefer, false, None)
+        );
         let (_, s) = parse("postgres://u:pw@localhost/keel").expect("url");
         assert_eq!(s.mode, SslMode::Prefer);
         let (_, s) = parse("postgres://u:pw@db.example:5433/keel").expect("url");

@@ -75,7 +75,11 @@ impl PgStore {
                     )
                 },
                 cause,
-                hint: if hint.is_empty() { hint } else { format!("; {hint}") },
+                hint: if hint.is_empty() {
+                    hint
+                } else {
+                    format!("; {hint}")
+                },
             });
         }
         s.migrate().await?;
