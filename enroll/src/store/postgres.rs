@@ -350,17 +350,17 @@ impl Store for PgStore {
 
     async fn put_head(&self, head: SignedHead) -> Result<(), StoreError> {
         let c = self.pool.get().await.map_err(pool_err)?;
-        super::heads::pg_put(&**c, &head).await
+        super::heads::pg_put(&c, &head).await
     }
 
     async fn audit_heads(&self) -> Result<Vec<SignedHead>, StoreError> {
         let c = self.pool.get().await.map_err(pool_err)?;
-        super::heads::pg_list(&**c, false).await
+        super::heads::pg_list(&c, false).await
     }
 
     async fn last_head(&self) -> Result<Option<SignedHead>, StoreError> {
         let c = self.pool.get().await.map_err(pool_err)?;
-        Ok(super::heads::pg_list(&**c, true).await?.pop())
+        Ok(super::heads::pg_list(&c, true).await?.pop())
     }
 
     async fn import_allow(&self, entries: Vec<AllowEntry>, audit: Entry) -> Result<(), StoreError> {
