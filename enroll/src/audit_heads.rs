@@ -116,9 +116,30 @@ async fn sign_from(
     Ok((Some(head), seq))
 }
 
-/// The service's signer: signs the tip every `every` until the store is the
-/// last reference left (the service stopped). It remembers the highest head
-/// it saw, so heads deleted while it runs are refused, not re-signed.
+/// The service's signer. It remembers the highest signed head it saw, so
+/// heads deleted while it runs are refused, not re-signed.
+#[derive(Debug)]
+pub struct Signer {
+    key: Arc<AuditKey>,
+    floor: i64,
+}
+
+impl Signer {
+    /// A signer that has seen no head yet.
+    pub fn new(key: Arc<AuditKey>) -> Signer {
+        Signer { key, floor: 0 }
+    }
+
+    /// One round: signs the tip if it moved (see [`sign_tip`]).
+    pub async fn tick(&mut self, store: &dyn Store) -> Result<Option<SignedHead>, TipError> {
+        let (head, last) = sign_from(store, &self.key, false, self.floor).await?;
+        self.floor = self.floor.max(last);
+        Ok(head)
+    }
+}
+
+/// Runs a [`Signer`] every `every` until the store is the last reference
+/// left (the service stopped).
 pub fn spawn_signer(
     store: Arc<dyn Store>,
     key: Arc<AuditKey>,
@@ -127,16 +148,12 @@ pub fn spawn_signer(
     let weak = Arc::downgrade(&store);
     drop(store);
     tokio::spawn(async move {
-        let mut floor = 0;
+        let mut signer = Signer::new(key);
         loop {
             let Some(store) = weak.upgrade() else { return };
-            match sign_from(&*store, &key, false, floor).await {
-                Ok((h, last)) => {
-                    floor = floor.max(last);
-                    if let Some(h) = h {
-                        tracing::debug!(seq = h.seq, "signed audit chain head");
-                    }
-                }
+            match signer.tick(&*store).await {
+                Ok(Some(h)) => tracing::debug!(seq = h.seq, "signed audit chain head"),
+                Ok(None) => {}
                 Err(e) => tracing::error!("audit chain head not signed: {e}"),
             }
             drop(store);

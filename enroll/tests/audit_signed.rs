@@ -335,3 +335,38 @@ async fn postgres_recomputed_chain_is_detected() {
     );
     keel_testbed::report!("postgres: recomputed chain detected: {err:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signer_refuses_after_heads_vanish() {
+    // The harness's own periodic signer must stay out of the way: one round
+    // at start, the next a day later.
+    let h = Harness::start(keel_enroll::harness::Options {
+        policy: keel_enroll::bench::bench_policy(),
+        extra_config: "audit-sign-secs = 86400".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let store = h.store();
+    let mut signer = keel_enroll::audit_heads::Signer::new(h.audit_key.clone());
+    activity(&h).await;
+    let entry = || keel_enroll::audit::Entry {
+        actor: "service".into(),
+        action: "signer-test".into(),
+        ..Default::default()
+    };
+    store.audit(entry()).await.unwrap();
+    let head = signer.tick(&*store).await.unwrap().unwrap();
+    assert_eq!(head.seq, 4);
+    assert_eq!(signer.tick(&*store).await.unwrap(), None, "nothing new");
+    // Heads above row 2 deleted behind the signer's back, a new row appended.
+    let conn = rusqlite::Connection::open(h.dir.path().join("enroll.db")).unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER audit_heads_no_delete; DELETE FROM audit_heads WHERE seq > 2;",
+    )
+    .unwrap();
+    store.audit(entry()).await.unwrap();
+    let e = signer.tick(&*store).await.unwrap_err();
+    assert!(e.to_string().contains("signed heads were deleted"), "{e}");
+    keel_testbed::report!("signer refused: {e}");
+}
