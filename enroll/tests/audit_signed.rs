@@ -267,6 +267,17 @@ async fn export_signature_verifies_and_tampering_fails() {
         .arg(&pubkey));
     assert!(ok, "{text}");
     assert!(text.contains("export OK"), "{text}");
+    let (ok, text) = run(Command::new(env!("CARGO_BIN_EXE_keel-enroll"))
+        .arg("--config")
+        .arg(&h.config_path)
+        .args(["audit", "verify", "--key"])
+        .arg(&pubkey));
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("signed heads verified, last signed row 3"),
+        "{text}"
+    );
+    keel_testbed::report!("{}", text.trim());
 
     // Tampered: one decision changed in the export.
     let original = std::fs::read_to_string(&file).unwrap();
