@@ -10,7 +10,46 @@ use sha2::{Digest, Sha256};
 
 use crate::admission::{AllowEntry, NodeRow, NodeStatus};
 use crate::audit::{self, Entry};
+use crate::audit_sign::{AuditKey, AuditPub, HeadReport, SignedHead};
 use crate::store::{NodeKey, Store};
+
+/// The actor of admin commands: `admin:<name>` of the real user id (getuid,
+/// looked up in the user database), never environment variables such as
+/// `USER` or `SUDO_USER`, which the caller sets at will. When the kernel's
+/// audit login uid (`/proc/self/loginuid`, set at login, not changeable by
+/// the user) names someone else, as under sudo, ` (login <name>)` follows.
+pub fn os_actor() -> String {
+    use nix::unistd::{getuid, Uid, User};
+    let name = |u: Uid| {
+        User::from_uid(u)
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_else(|| format!("uid-{u}"))
+    };
+    let uid = getuid();
+    let mut actor = format!("admin:{}", name(uid));
+    let login = std::fs::read_to_string("/proc/self/loginuid")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .filter(|&l| l != u32::MAX)
+        .map(Uid::from_raw);
+    if let Some(l) = login.filter(|&l| l != uid) {
+        actor.push_str(&format!(" (login {})", name(l)));
+    }
+    actor
+}
+
+/// What `audit verify` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Rows in the chain.
+    pub rows: usize,
+    /// Hash of the last row.
+    pub head: String,
+    /// The signed heads.
+    pub heads: HeadReport,
+}
 
 /// Parses the purchasing allow-list CSV: `ek_sha256,serial,store` per line; an
 /// optional header line, blank lines and `#` comments are skipped.
@@ -70,8 +109,10 @@ pub struct Admin {
     pub store: Arc<dyn Store>,
     /// Config hash.
     pub config_sha256: String,
-    /// Who (`admin:<user>`).
+    /// Who (`admin:<user>`, see [`os_actor`]).
     pub actor: String,
+    /// The audit signing key (signs the chain tip after each change and exports).
+    pub audit_key: Arc<AuditKey>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -107,6 +148,7 @@ impl Admin {
         self.store
             .import_allow(entries, self.entry("allowlist-import", "", detail))
             .await?;
+        self.signed().await;
         Ok(n)
     }
 
@@ -146,6 +188,7 @@ impl Admin {
         self.store
             .create_token(&hash, store, ek.as_deref(), expires, e)
             .await?;
+        self.signed().await;
         Ok(token)
     }
 
@@ -193,6 +236,7 @@ impl Admin {
         self.store
             .set_status(&key, &[NodeStatus::Pending], NodeStatus::Approved, None, e)
             .await?;
+        self.signed().await;
         Ok(())
     }
 
@@ -204,6 +248,7 @@ impl Admin {
         self.store
             .set_status(&key, &[Pending, Approved, Admitted], Revoked, None, e)
             .await?;
+        self.signed().await;
         Ok(())
     }
 
@@ -217,6 +262,7 @@ impl Admin {
             .delete_node(&key, &[Pending, Revoked], e)
             .await
             .map_err(|e| anyhow::anyhow!("{e} (revoke an enrolled node before deleting it)"))?;
+        self.signed().await;
         Ok(())
     }
 
@@ -240,27 +286,87 @@ impl Admin {
                 e,
             )
             .await?;
+        self.signed().await;
         Ok(())
     }
 
-    /// Verifies the audit chain; returns (rows, head hash).
-    pub async fn audit_verify(&self) -> anyhow::Result<(usize, String)> {
-        let rows = self.store.audit_rows().await?;
-        Ok(audit::verify(&rows)?)
+    /// Signs the chain tip after a change; a failure is reported, the change stands.
+    async fn signed(&self) {
+        if let Err(e) = self.sign_head().await {
+            tracing::warn!("audit chain head not signed: {e}");
+        }
     }
 
-    /// Writes `out/audit/edge/YYYYMMDD.json` for `day`; returns the path.
+    /// Signs the chain tip if it moved (see [`crate::audit_heads::sign_tip`]).
+    pub async fn sign_head(&self) -> anyhow::Result<Option<SignedHead>> {
+        Ok(crate::audit_heads::sign_tip(&*self.store, &self.audit_key).await?)
+    }
+
+    /// Signs the tip of a chain that has no signed head yet (written before
+    /// signed heads existed), after verifying the whole chain.
+    pub async fn audit_adopt(&self) -> anyhow::Result<Option<SignedHead>> {
+        let rows = self.store.audit_rows().await?;
+        audit::verify(&rows).context("audit chain does not verify; not adopting it")?;
+        Ok(crate::audit_heads::adopt(&*self.store, &self.audit_key).await?)
+    }
+
+    /// Verifies the audit chain and its signed heads against the configured
+    /// audit key; returns (rows, head hash).
+    pub async fn audit_verify(&self) -> anyhow::Result<(usize, String)> {
+        let r = self.audit_verify_with(None).await?;
+        Ok((r.rows, r.head))
+    }
+
+    /// Verifies the hash chain, then every signed head against `key` (default:
+    /// the public half of the configured audit key).
+    pub async fn audit_verify_with(&self, key: Option<&AuditPub>) -> anyhow::Result<VerifyReport> {
+        let key = key.unwrap_or(self.audit_key.public());
+        let rows = self.store.audit_rows().await?;
+        let (n, head) = audit::verify(&rows)?;
+        let heads = self.store.audit_heads().await?;
+        let heads = crate::audit_sign::verify_heads(&rows, &heads, key)?;
+        Ok(VerifyReport {
+            rows: n,
+            head,
+            heads,
+        })
+    }
+
+    /// Writes `out/audit/edge/YYYYMMDD.json` for `day`, carrying the signed
+    /// chain head, and its detached signature `YYYYMMDD.json.sig`; returns the path.
     pub async fn audit_export(&self, day: &str, out: &Path) -> anyhow::Result<std::path::PathBuf> {
         time::Date::parse(
             day,
             time::macros::format_description!("[year]-[month]-[day]"),
         )
         .with_context(|| format!("{day:?} is not YYYY-MM-DD"))?;
+        self.sign_head().await.context("signing the chain head")?;
         let rows = self.store.audit_rows().await?;
-        let doc = audit::export_day(&rows, day).context("audit chain does not verify")?;
+        let mut doc = audit::export_day(&rows, day).context("audit chain does not verify")?;
+        let heads = self.store.audit_heads().await?;
+        crate::audit_sign::verify_heads(&rows, &heads, self.audit_key.public())
+            .context("audit chain heads do not verify")?;
+        let signed = heads
+            .into_iter()
+            .rev()
+            .find(|h| h.seq == doc.chain_head_seq);
+        doc.signed_head = match signed {
+            Some(h) => Some(h),
+            // Rows arrived since the signature above; the whole chain and
+            // every head have just been verified, so the new tip may be signed.
+            None if doc.chain_head_seq > 0 => {
+                let h = self
+                    .audit_key
+                    .sign_head(doc.chain_head_seq, &doc.chain_head_hash);
+                self.store.put_head(h.clone()).await?;
+                Some(h)
+            }
+            None => None,
+        };
         let path = audit::export_path(out, day);
         let json = serde_json::to_vec_pretty(&doc)?;
         audit::write_atomic(&path, &json).with_context(|| format!("writing {}", path.display()))?;
+        crate::audit_sign::sign_file(&self.audit_key, &path)?;
         Ok(path)
     }
 }

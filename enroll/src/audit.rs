@@ -3,6 +3,8 @@
 //! `row` being the canonical JSON of the row without its hash. Editing or deleting
 //! any row breaks the chain from there on; `audit verify` recomputes it, and the
 //! daily export records the chain head so that truncation is caught as well.
+//! Chain heads are signed with the audit key ([`crate::audit_sign`]), so that a
+//! chain rewritten with recomputed hashes is caught too.
 
 use std::path::{Path, PathBuf};
 
@@ -155,6 +157,9 @@ pub struct DayExport {
     pub config_sha256: Vec<String>,
     /// That day's rows.
     pub rows: Vec<Row>,
+    /// The chain head above, signed by the audit key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_head: Option<crate::audit_sign::SignedHead>,
 }
 
 /// Builds the export of `day` (`YYYY-MM-DD`) from the full, verified chain.
@@ -182,6 +187,7 @@ pub fn export_day(all: &[Row], day: &str) -> Result<DayExport, ChainError> {
         chain_head_hash: hash,
         config_sha256: cfg,
         rows,
+        signed_head: None,
     })
 }
 

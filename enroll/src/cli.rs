@@ -141,9 +141,28 @@ pub enum StatusArg {
 /// `audit ...`
 #[derive(Debug, Subcommand)]
 pub enum AuditCmd {
-    /// Recompute the hash chain; fails on any edited or deleted row.
-    Verify,
-    /// Write DIR/audit/edge/YYYYMMDD.json with the day's decisions and config hashes.
+    /// Recompute the hash chain and check every signed chain head; fails on
+    /// any edited or deleted row, and on a chain rewritten with recomputed hashes.
+    Verify {
+        /// Public audit key (PEM) to check heads against (default: the
+        /// public half of the configured audit-key).
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// Sign the chain of a log written before signed heads existed (the
+    /// service refuses to start signing a chain with rows but no signed head).
+    Adopt,
+    /// Check an export: its detached signature (FILE.sig), its rows' hashes
+    /// and the signed chain head it carries.
+    VerifyExport {
+        /// The export (DIR/audit/edge/YYYYMMDD.json).
+        file: PathBuf,
+        /// Public audit key (PEM); default: the configured audit-key's public half.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// Write DIR/audit/edge/YYYYMMDD.json with the day's decisions, config
+    /// hashes and the signed chain head, and its signature YYYYMMDD.json.sig.
     Export {
         /// Day, YYYY-MM-DD (UTC).
         #[arg(long)]

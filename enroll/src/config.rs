@@ -30,6 +30,12 @@ pub struct Config {
     pub node_ca_cert: PathBuf,
     /// Node CA key (PEM).
     pub node_ca_key: PathBuf,
+    /// The audit signing key (ECDSA P-256, PKCS#8 PEM): signs audit chain
+    /// heads and exports. `keel-enroll dev-certs` writes one (`audit.key`).
+    pub audit_key: PathBuf,
+    /// Seconds between signatures of the audit chain's tip (default 10).
+    #[serde(default = "default_audit_sign_secs")]
+    pub audit_sign_secs: u64,
     /// Lifetime of node identity certificates, in hours (default 7 days).
     #[serde(default = "default_node_cert_hours")]
     pub node_cert_hours: i64,
@@ -103,6 +109,9 @@ fn default_listen() -> String {
 fn default_node_cert_hours() -> i64 {
     24 * 7
 }
+fn default_audit_sign_secs() -> u64 {
+    10
+}
 fn default_session_ttl() -> i64 {
     60
 }
@@ -167,6 +176,7 @@ impl Config {
         fix(&mut self.tls_key);
         fix(&mut self.node_ca_cert);
         fix(&mut self.node_ca_key);
+        fix(&mut self.audit_key);
         fix(&mut self.ek_roots);
         if let Some(p) = self.manifests_dir.as_mut() {
             fix(p);
@@ -198,6 +208,7 @@ tls-cert = "server.pem"
 tls-key = "server.key"
 node-ca-cert = "node-ca.pem"
 node-ca-key = "node-ca.key"
+audit-key = "audit.key"
 database = "sqlite:enroll.db"
 ek-roots = "ek-roots"
 "#,
@@ -213,6 +224,7 @@ tls-cert = "a"
 tls-key = "b"
 node-ca-cert = "c"
 node-ca-key = "d"
+audit-key = "e"
 database = "postgres://x@127.0.0.1:5432/keel"
 ek-roots = "r"
 pcr-policy = "policy.toml"

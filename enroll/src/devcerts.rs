@@ -1,5 +1,7 @@
 //! `keel-enroll dev-certs`: a local CA, a server certificate signed by it and a
-//! node CA, for tests and demos. Real deployments use their own PKI.
+//! node CA, for tests and demos, and the audit signing key. Real deployments use
+//! their own PKI. Private keys are written 0600 from the start (temp file
+//! created 0600, then renamed).
 
 use std::path::Path;
 
@@ -11,13 +13,15 @@ use rcgen::{
 use time::{Duration, OffsetDateTime};
 
 /// Paths written by [`write`] (relative to the output directory).
-pub const FILES: [&str; 6] = [
+pub const FILES: [&str; 8] = [
     "ca.pem",
     "ca.key",
     "server.pem",
     "server.key",
     "node-ca.pem",
     "node-ca.key",
+    "audit.key",
+    "audit.pub",
 ];
 
 fn ca_params(cn: &str, days: i64) -> CertificateParams {
@@ -61,15 +65,19 @@ pub fn write(out: &Path, names: &[String]) -> anyhow::Result<()> {
         .self_signed(&node_key)
         .context("self-signing node CA")?;
 
+    let (audit_key, audit_pub) = crate::audit_sign::generate_pem()?;
+
     let put = |name: &str, text: String, secret: bool| -> anyhow::Result<()> {
         let p = out.join(name);
-        crate::audit::write_atomic(&p, text.as_bytes())
-            .with_context(|| format!("writing {}", p.display()))?;
         if secret {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
+            crate::secfile::write_private(&p, text.as_bytes())
+        } else {
+            crate::audit::write_atomic(&p, text.as_bytes()).and_then(|()| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644))
+            })
         }
-        Ok(())
+        .with_context(|| format!("writing {}", p.display()))
     };
     put("ca.pem", ca_cert.pem(), false)?;
     put("ca.key", ca_key.serialize_pem(), true)?;
@@ -77,5 +85,7 @@ pub fn write(out: &Path, names: &[String]) -> anyhow::Result<()> {
     put("server.key", server_key.serialize_pem(), true)?;
     put("node-ca.pem", node_ca.pem(), false)?;
     put("node-ca.key", node_key.serialize_pem(), true)?;
+    put("audit.key", audit_key, true)?;
+    put("audit.pub", audit_pub, false)?;
     Ok(())
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use crate::audit_sign::AuditKey;
 use crate::config::{Config, Loaded};
 use crate::server::{self, App, Running};
 use crate::store::{self, Store};
@@ -58,6 +59,16 @@ pub struct Harness {
     pub base_url: String,
     /// CA bundle that verifies the server certificate.
     pub ca_pem: String,
+    /// The audit signing key.
+    pub audit_key: Arc<AuditKey>,
+    /// The periodic chain-head signer.
+    pub signer: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.signer.abort();
+    }
 }
 
 impl std::fmt::Debug for Harness {
@@ -72,7 +83,15 @@ impl Harness {
     /// Sets up and starts the service.
     pub async fn start(o: Options) -> anyhow::Result<Harness> {
         let p = prepare(&o)?;
+        crate::secfile::check_startup(&p.config_path, &p.loaded)?;
+        let audit_key = Arc::new(AuditKey::load(&p.loaded.config.audit_key)?);
         let store = store::open(&p.loaded.config.database).await?;
+        crate::audit_heads::sign_tip(&*store, &audit_key).await?;
+        let signer = crate::audit_heads::spawn_signer(
+            store.clone(),
+            audit_key.clone(),
+            std::time::Duration::from_secs(p.loaded.config.audit_sign_secs.max(1)),
+        );
         let app = Arc::new(App::new(&p.loaded, store)?);
         let tls = server::tls_config(&p.loaded.config.tls_cert, &p.loaded.config.tls_key)?;
         let running = server::spawn(
@@ -93,6 +112,8 @@ impl Harness {
             running: Some(running),
             base_url,
             ca_pem: p.ca_pem,
+            audit_key,
+            signer,
         })
     }
 
@@ -107,6 +128,7 @@ impl Harness {
             store: self.store(),
             config_sha256: self.loaded.sha256.clone(),
             actor: "admin:test".into(),
+            audit_key: self.audit_key.clone(),
         }
     }
 
@@ -150,14 +172,14 @@ pub fn prepare(o: &Options) -> anyhow::Result<Prepared> {
     };
     let text = format!(
         "listen = \"{listen}\"\npublic-url = \"https://{listen}\"\ntls-cert = \"server.pem\"\ntls-key = \"server.key\"\n\
-         node-ca-cert = \"node-ca.pem\"\nnode-ca-key = \"node-ca.key\"\ndatabase = \"{database}\"\n\
+         node-ca-cert = \"node-ca.pem\"\nnode-ca-key = \"node-ca.key\"\naudit-key = \"audit.key\"\ndatabase = \"{database}\"\n\
          ek-roots = \"ek-roots\"\npcr-policy = \"policy.toml\"\nsession-ttl-secs = {}\nmax-body-bytes = {}\n{}\n",
         o.session_ttl.unwrap_or(60),
         o.max_body.unwrap_or(keel_attest::protocol::MAX_REQUEST_BYTES),
         o.extra_config
     );
     let config_path = d.join("keel-enroll.toml");
-    std::fs::write(&config_path, text)?;
+    crate::secfile::write_private(&config_path, text.as_bytes())?;
     let loaded = Config::load(&config_path)?;
     let ca_pem = std::fs::read_to_string(d.join("ca.pem"))?;
     Ok(Prepared {

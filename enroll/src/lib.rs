@@ -6,6 +6,8 @@
 pub mod admin;
 pub mod admission;
 pub mod audit;
+pub mod audit_heads;
+pub mod audit_sign;
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod cli;
@@ -15,6 +17,7 @@ pub mod harness;
 pub mod issue;
 pub mod metrics;
 pub mod release_gate;
+pub mod secfile;
 pub mod server;
 pub mod show;
 pub mod store;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
+use keel_enroll::audit_sign::{AuditKey, AuditPub};
 use keel_enroll::cli::{AllowlistCmd, AuditCmd, Cli, Command, NodesCmd, TokenCmd};
 use keel_enroll::{admin::Admin, config::Config, server, store};
 
@@ -34,27 +35,52 @@ fn main() -> ExitCode {
 
 async fn admin(cli: &Cli) -> anyhow::Result<Admin> {
     let loaded = Config::load(&cli.config)?;
+    keel_enroll::secfile::check_startup(&cli.config, &loaded)?;
     let store = store::open(&loaded.config.database)
         .await
         .context("opening database")?;
-    let user = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".into());
+    let audit_key = Arc::new(AuditKey::load(&loaded.config.audit_key)?);
+    // An empty chain gets its genesis head, so the first change can be signed.
+    if let Err(e) = keel_enroll::audit_heads::sign_tip(&*store, &audit_key).await {
+        tracing::warn!("audit chain head not signed: {e}");
+    }
     Ok(Admin {
         store,
         config_sha256: loaded.sha256,
-        actor: format!("admin:{user}"),
+        actor: keel_enroll::admin::os_actor(),
+        audit_key,
     })
+}
+
+/// `--key PUB`, or the public half of the configured audit key.
+fn audit_pub(cli: &Cli, key: Option<&std::path::Path>) -> anyhow::Result<AuditPub> {
+    match key {
+        Some(k) => Ok(AuditPub::load(k)?),
+        None => {
+            let loaded = Config::load(&cli.config)?;
+            Ok(AuditKey::load(&loaded.config.audit_key)?.public().clone())
+        }
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Serve => {
             let loaded = Config::load(&cli.config)?;
+            keel_enroll::secfile::check_startup(&cli.config, &loaded)?;
+            let audit_key = Arc::new(AuditKey::load(&loaded.config.audit_key)?);
             let store = store::open(&loaded.config.database)
                 .await
                 .context("opening database")?;
-            let app = Arc::new(server::App::new(&loaded, store)?);
+            if let Err(e) = keel_enroll::audit_heads::sign_tip(&*store, &audit_key).await {
+                tracing::error!("audit chain head not signed: {e}");
+            }
+            let signer = keel_enroll::audit_heads::spawn_signer(
+                store.clone(),
+                audit_key.clone(),
+                std::time::Duration::from_secs(loaded.config.audit_sign_secs.max(1)),
+            );
+            let app = Arc::new(server::App::new(&loaded, store.clone())?);
             let tls = server::tls_config(&loaded.config.tls_cert, &loaded.config.tls_key)?;
             let running = server::spawn(
                 app,
@@ -68,6 +94,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .context("waiting for ctrl-c")?;
             running.shutdown().await;
+            signer.abort();
+            if let Err(e) = keel_enroll::audit_heads::sign_tip(&*store, &audit_key).await {
+                eprintln!("warning: audit chain head not signed at shutdown: {e}");
+            }
         }
         Command::DevCerts { out, sans } => {
             keel_enroll::devcerts::write(out, sans)?;
@@ -121,9 +151,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Audit(AuditCmd::Verify) => {
-            let (n, head) = admin(&cli).await?.audit_verify().await?;
-            println!("audit log OK: {n} rows, head {head}");
+        Command::Audit(AuditCmd::Verify { key }) => {
+            let key = key.as_deref().map(AuditPub::load).transpose()?;
+            let r = admin(&cli).await?.audit_verify_with(key.as_ref()).await?;
+            println!(
+                "audit log OK: {} rows, head {}; {} signed heads verified, last signed row {}",
+                r.rows, r.head, r.heads.heads, r.heads.last_signed
+            );
+            if r.heads.unsigned_tail > 0 {
+                println!(
+                    "{} rows after row {} are not signed yet (the service signs every audit-sign-secs)",
+                    r.heads.unsigned_tail, r.heads.last_signed
+                );
+            }
+        }
+        Command::Audit(AuditCmd::Adopt) => match admin(&cli).await?.audit_adopt().await? {
+            Some(h) => println!("audit chain signed up to row {} ({})", h.seq, h.hash),
+            None => println!("audit chain already signed; nothing to adopt"),
+        },
+        Command::Audit(AuditCmd::VerifyExport { file, key }) => {
+            let key = audit_pub(&cli, key.as_deref())?;
+            let r = keel_enroll::audit_heads::check_export(file, &key)?;
+            println!(
+                "export OK: {} ({} rows), signature by audit key {}, signed chain head row {}",
+                r.day, r.rows, key.key_id, r.head.seq
+            );
         }
         Command::Audit(AuditCmd::Export { day, out }) => {
             let p = admin(&cli).await?.audit_export(day, out).await?;

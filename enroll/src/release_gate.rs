@@ -157,6 +157,7 @@ node-ca-cert = "c"
 node-ca-key = "d"
 database = "sqlite:x"
 ek-roots = "r"
+audit-key = "k"
 deny-releases = ["store-node 1.5.0"]
 [min-release]
 store-node = "1.2.0"

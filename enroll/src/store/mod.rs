@@ -3,6 +3,9 @@
 //! ([`crate::admission::decide`]) inside one transaction together with the
 //! audit append, so a decision and its audit row are written together or not at all.
 
+mod heads;
+mod pg_tls;
+pub mod pg_url;
 pub mod postgres;
 mod schema;
 pub mod sqlite;
@@ -13,6 +16,7 @@ use async_trait::async_trait;
 
 use crate::admission::{AllowEntry, Claim, EkCertInfo, NodeRow, NodeStatus, Outcome};
 use crate::audit::{Entry, Row};
+use crate::audit_sign::SignedHead;
 
 /// Storage errors.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +39,24 @@ pub enum StoreError {
     /// The database URL is not understood.
     #[error("unsupported database URL {0:?} (want sqlite:PATH or postgres://...)")]
     Url(String),
+    /// TLS settings of the PostgreSQL URL are wrong.
+    #[error("postgres TLS: {0}")]
+    Tls(String),
+    /// The first connection to PostgreSQL failed.
+    #[error("connecting to PostgreSQL at {target} (sslmode={mode}): {cause}{hint}")]
+    Connect {
+        /// `host:port`.
+        target: String,
+        /// The sslmode in force.
+        mode: String,
+        /// What failed.
+        cause: String,
+        /// What to do (`; ...`), may be empty.
+        hint: String,
+    },
+    /// The database file is not private.
+    #[error(transparent)]
+    File(#[from] crate::secfile::SecFileError),
     /// A blocking task panicked.
     #[error("storage task failed: {0}")]
     Join(String),
@@ -146,7 +168,17 @@ pub trait Store: Send + Sync {
     /// Appends one audit row.
     async fn audit(&self, entry: Entry) -> Result<Row, StoreError>;
     /// All audit rows, in order.
-    async fn audit_rows(&self) -> Result<Vec<Row>, StoreError>;
+    async fn audit_rows(&self) -> Result<Vec<Row>, StoreError> {
+        self.audit_rows_after(0).await
+    }
+    /// The audit rows after row `seq`, in order.
+    async fn audit_rows_after(&self, seq: i64) -> Result<Vec<Row>, StoreError>;
+    /// Records a signed chain head (a second head for the same row is ignored).
+    async fn put_head(&self, head: SignedHead) -> Result<(), StoreError>;
+    /// All signed heads, by row.
+    async fn audit_heads(&self) -> Result<Vec<SignedHead>, StoreError>;
+    /// The signed head of the highest row, if any.
+    async fn last_head(&self) -> Result<Option<SignedHead>, StoreError>;
 
     /// Adds or replaces allow-list entries.
     async fn import_allow(&self, entries: Vec<AllowEntry>, audit: Entry) -> Result<(), StoreError>;
@@ -214,6 +246,6 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(postgres::PgStore::open(url).await?))
     } else {
-        Err(StoreError::Url(url.to_owned()))
+        Err(StoreError::Url(pg_url::redact(url)))
     }
 }

@@ -4,8 +4,7 @@
 //! hash chain linear across replicas.
 
 use async_trait::async_trait;
-use deadpool_postgres::{GenericClient, Pool, Runtime};
-use tokio_postgres::NoTls;
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, PoolError, Runtime};
 
 use super::schema::{fill_decision, MIGRATIONS, PG_AUDIT_GUARD};
 use super::{NodeKey, SessionRow, Store, StoreError, Taken};
@@ -13,6 +12,7 @@ use crate::admission::{
     decide, AllowEntry, Claim, EkCertInfo, Facts, NodeRow, NodeStatus, Outcome, TokenRow, Verdict,
 };
 use crate::audit::{next_row, now_rfc3339, Entry, Row};
+use crate::audit_sign::SignedHead;
 
 /// Advisory lock key serializing chain appends (ASCII "keelaud").
 const AUDIT_LOCK: i64 = 0x006b_6565_6c61_7564;
@@ -32,16 +32,56 @@ fn pool_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Pool(e.to_string())
 }
 
+/// An error and its causes, `: `-joined.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 impl PgStore {
-    /// Connects (pool) and migrates.
+    /// Connects (pool, TLS as the URL's `sslmode` says, see
+    /// [`super::pg_url`]) and migrates.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let mut cfg = deadpool_postgres::Config::new();
-        cfg.url = Some(url.to_owned());
-        cfg.pool = Some(deadpool_postgres::PoolConfig::new(16));
-        let pool = cfg
-            .create_pool(Some(Runtime::Tokio1), NoTls)
+        let (pg, settings) = super::pg_url::parse(url)?;
+        let tls = super::pg_tls::RustlsConnect::new(settings.clone())?;
+        let mgr = Manager::from_config(pg, tls, ManagerConfig::default());
+        let pool = Pool::builder(mgr)
+            .max_size(16)
+            .runtime(Runtime::Tokio1)
+            .build()
             .map_err(pool_err)?;
         let s = Self { pool };
+        // The first connection: a failure here gets the cause and the fix.
+        if let Err(e) = s.pool.get().await {
+            let cause = match &e {
+                PoolError::Backend(b) => error_chain(b),
+                other => other.to_string(),
+            };
+            let hint = super::pg_url::hint(&settings, &cause);
+            return Err(StoreError::Connect {
+                target: settings.target.clone(),
+                mode: if settings.explicit {
+                    settings.mode.as_str().to_owned()
+                } else {
+                    format!(
+                        "{}, the default for this host as the URL sets none",
+                        settings.mode.as_str()
+                    )
+                },
+                cause,
+                hint: if hint.is_empty() {
+                    hint
+                } else {
+                    format!("; {hint}")
+                },
+            });
+        }
         s.migrate().await?;
         Ok(s)
     }
@@ -333,12 +373,12 @@ impl Store for PgStore {
         Ok(row)
     }
 
-    async fn audit_rows(&self) -> Result<Vec<Row>, StoreError> {
+    async fn audit_rows_after(&self, after: i64) -> Result<Vec<Row>, StoreError> {
         let c = self.pool.get().await.map_err(pool_err)?;
         let rows = c
             .query(
-                "SELECT seq, at, actor, action, node_id, store_id, ek_sha256, decision, detail, config_sha256, prev_hash, hash FROM audit ORDER BY seq",
-                &[],
+                "SELECT seq, at, actor, action, node_id, store_id, ek_sha256, decision, detail, config_sha256, prev_hash, hash FROM audit WHERE seq > $1 ORDER BY seq",
+                &[&after],
             )
             .await?;
         Ok(rows
@@ -360,6 +400,21 @@ impl Store for PgStore {
                 hash: r.get(11),
             })
             .collect())
+    }
+
+    async fn put_head(&self, head: SignedHead) -> Result<(), StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        super::heads::pg_put(&c, &head).await
+    }
+
+    async fn audit_heads(&self) -> Result<Vec<SignedHead>, StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        super::heads::pg_list(&c, false).await
+    }
+
+    async fn last_head(&self) -> Result<Option<SignedHead>, StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        Ok(super::heads::pg_list(&c, true).await?.pop())
     }
 
     async fn import_allow(&self, entries: Vec<AllowEntry>, audit: Entry) -> Result<(), StoreError> {

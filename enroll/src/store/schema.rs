@@ -80,6 +80,16 @@ ALTER TABLE sessions ADD COLUMN ek_subject TEXT;
 ALTER TABLE sessions ADD COLUMN ek_issuer TEXT;
 ALTER TABLE sessions ADD COLUMN ek_serial TEXT;
 "#,
+    // 3: signed chain heads (crate::audit_sign): (seq, hash) signed by the audit key.
+    r#"
+CREATE TABLE audit_heads (
+    seq BIGINT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    signed_at TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    signature TEXT NOT NULL
+);
+"#,
 ];
 
 /// SQLite: refuse UPDATE/DELETE on the audit table (the hash chain catches
@@ -89,6 +99,10 @@ CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_heads_no_update BEFORE UPDATE ON audit_heads
+BEGIN SELECT RAISE(ABORT, 'audit heads are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_heads_no_delete BEFORE DELETE ON audit_heads
+BEGIN SELECT RAISE(ABORT, 'audit heads are append-only'); END;
 "#;
 
 /// PostgreSQL: the same guard.
@@ -97,6 +111,9 @@ CREATE OR REPLACE FUNCTION keel_audit_append_only() RETURNS trigger AS $$
 BEGIN RAISE EXCEPTION 'audit log is append-only'; END; $$ LANGUAGE plpgsql;
 DROP TRIGGER IF EXISTS audit_append_only ON audit;
 CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
+FOR EACH ROW EXECUTE FUNCTION keel_audit_append_only();
+DROP TRIGGER IF EXISTS audit_heads_append_only ON audit_heads;
+CREATE TRIGGER audit_heads_append_only BEFORE UPDATE OR DELETE ON audit_heads
 FOR EACH ROW EXECUTE FUNCTION keel_audit_append_only();
 "#;
 

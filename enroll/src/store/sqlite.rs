@@ -23,6 +23,7 @@ use crate::admission::{
     decide, AllowEntry, Claim, EkCertInfo, Facts, NodeRow, NodeStatus, Outcome, TokenRow, Verdict,
 };
 use crate::audit::{next_row, now_rfc3339, Entry, Row};
+use crate::audit_sign::SignedHead;
 
 /// The SQLite store.
 #[derive(Clone)]
@@ -41,6 +42,7 @@ impl SqliteStore {
     pub async fn open(path: PathBuf) -> Result<Self, StoreError> {
         let conn =
             tokio::task::spawn_blocking(move || -> Result<(Connection, PathBuf), StoreError> {
+                private_files(&path)?;
                 let mut conn = Connection::open(&path)?;
                 // WAL + NORMAL: a power cut may roll back the last commits, but never
                 // leaves a decision without its audit row (they share a transaction).
@@ -69,6 +71,27 @@ impl SqliteStore {
             .map_err(|_| StoreError::Join("sqlite mutex poisoned".into()))?;
         f(&mut c)
     }
+}
+
+/// Creates the database file 0600 before SQLite does (SQLite gives the -wal
+/// and -shm files the database's mode), and refuses an existing database, WAL
+/// or shared-memory file that group or others may read.
+fn private_files(path: &Path) -> Result<(), StoreError> {
+    use crate::secfile::{check_private, create_private_if_missing};
+    if path.as_os_str() == ":memory:" {
+        return Ok(());
+    }
+    create_private_if_missing("SQLite database", path)?;
+    check_private("SQLite database", path)?;
+    for suffix in ["-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let p = PathBuf::from(p);
+        if p.exists() {
+            check_private("SQLite database", &p)?;
+        }
+    }
+    Ok(())
 }
 
 /// Checkpoints the WAL every second from a thread of its own, until the store
@@ -331,13 +354,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn audit_rows(&self) -> Result<Vec<Row>, StoreError> {
+    async fn audit_rows_after(&self, after: i64) -> Result<Vec<Row>, StoreError> {
         self.run(|c| {
             let mut st = c.prepare(
-                "SELECT seq, at, actor, action, node_id, store_id, ek_sha256, decision, detail, config_sha256, prev_hash, hash FROM audit ORDER BY seq",
+                "SELECT seq, at, actor, action, node_id, store_id, ek_sha256, decision, detail, config_sha256, prev_hash, hash FROM audit WHERE seq > ?1 ORDER BY seq",
             )?;
             let rows = st
-                .query_map([], |r| {
+                .query_map([after], |r| {
                     Ok(Row {
                         seq: r.get(0)?,
                         at: r.get(1)?,
@@ -359,6 +382,19 @@ impl Store for SqliteStore {
             Ok(rows)
         })
         .await
+    }
+
+    async fn put_head(&self, head: SignedHead) -> Result<(), StoreError> {
+        self.run(|c| super::heads::sqlite_put(c, &head)).await
+    }
+
+    async fn audit_heads(&self) -> Result<Vec<SignedHead>, StoreError> {
+        self.run(|c| super::heads::sqlite_list(c, false)).await
+    }
+
+    async fn last_head(&self) -> Result<Option<SignedHead>, StoreError> {
+        self.run(|c| Ok(super::heads::sqlite_list(c, true)?.pop()))
+            .await
     }
 
     async fn import_allow(&self, entries: Vec<AllowEntry>, audit: Entry) -> Result<(), StoreError> {

@@ -4,6 +4,10 @@
 //! `postgres` system user from the Debian package, in a temp dir that user owns;
 //! as a normal user it simply runs as that user. Host connections need the
 //! password (scram-sha-256), the unix socket in the temp dir trusts local users.
+//!
+//! [`Postgres::start_tls`] runs it with `ssl=on`, a server certificate from a
+//! [`crate::TestCa`], and a pg_hba.conf that accepts TCP only over TLS
+//! (`hostssl`): a plain-text connection is refused by the server itself.
 
 use crate::{Daemon, Error, Result};
 use keel_cmd::CommandRunExt;
@@ -51,9 +55,26 @@ pub fn bin_dir() -> Result<PathBuf> {
         })
 }
 
+/// pg_hba.conf of a TLS server: local socket trusted, TCP only over TLS.
+const HBA_TLS_ONLY: &str = "local all all trust\n\
+hostssl all all 127.0.0.1/32 scram-sha-256\n\
+hostssl all all ::1/128 scram-sha-256\n";
+
 impl Postgres {
     /// Runs initdb, starts the server and creates [`DATABASE`].
     pub fn start() -> Result<Postgres> {
+        Self::start_inner(None)
+    }
+
+    /// Like [`Postgres::start`], with TLS: `ssl=on` with `server` (a
+    /// certificate for `localhost`/`127.0.0.1`, e.g. from
+    /// [`crate::TestCa::server_cert`]) and TCP connections accepted only
+    /// over TLS (`hostssl` lines alone in pg_hba.conf).
+    pub fn start_tls(server: &crate::tls::CertPair) -> Result<Postgres> {
+        Self::start_inner(Some(server))
+    }
+
+    fn start_inner(tls: Option<&crate::tls::CertPair>) -> Result<Postgres> {
         let bin = bin_dir()?;
         crate::require(&["psql"])?;
         let dir = tempfile::Builder::new()
@@ -101,6 +122,30 @@ impl Postgres {
             ])
             .arg(&pwfile)
             .run()?;
+        let mut ssl_args: Vec<String> = Vec::new();
+        if let Some(pair) = tls {
+            let (cert, key) = pair.write(dir.path(), "server")?;
+            if let Some((uid, gid)) = run_as {
+                for f in [&cert, &key] {
+                    nix::unistd::chown(
+                        f,
+                        Some(nix::unistd::Uid::from_raw(uid)),
+                        Some(nix::unistd::Gid::from_raw(gid)),
+                    )
+                    .map_err(|e| Error::Other(format!("chown {}: {e}", f.display())))?;
+                }
+            }
+            // Overwriting keeps the owner initdb gave the file.
+            crate::swtpm::write(&data.join("pg_hba.conf"), HBA_TLS_ONLY)?;
+            ssl_args = vec![
+                "-c".into(),
+                "ssl=on".into(),
+                "-c".into(),
+                format!("ssl_cert_file={}", cert.display()),
+                "-c".into(),
+                format!("ssl_key_file={}", key.display()),
+            ];
+        }
         let mut last = None;
         for _ in 0..3 {
             let port = crate::free_port()?;
@@ -111,7 +156,8 @@ impl Postgres {
                 .arg(dir.path())
                 .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
                 .args(["-c", "full_page_writes=off", "-c", "synchronous_commit=off"])
-                .args(["-c", "max_connections=200"]);
+                .args(["-c", "max_connections=200"])
+                .args(&ssl_args);
             let mut daemon = Daemon::spawn("postgres", cmd, &dir.path().join("postgres.log"))?;
             let isready = bin.join("pg_isready");
             let sock = dir.path().to_path_buf();
