@@ -1,14 +1,18 @@
 //! GitOps sync against a real HTTPS Git server (git http-backend, keel-testbed):
 //! signed bundles applied, unsigned / wrong key / tampered refused with the
-//! previous release kept, failing health check rolled back, server down,
-//! mTLS, and a bundle signed by the real `cosign` CLI.
+//! previous release kept, replayed / older serial / another store's / another
+//! ref's bundles refused (anti-rollback), failing health check rolled back,
+//! server down, mTLS, and a bundle signed by the real `cosign` CLI.
 
+use std::cell::Cell;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
+use keel_bootstrap::gitops::manifest::Header;
 use keel_bootstrap::gitops::{self, manifest, ClientTls, GitopsError, SyncConfig, SyncOutcome};
+use keel_cmd::CommandRunExt as _;
 use keel_testbed::git::GitServerOptions;
 use keel_testbed::{or_skip, GitServer};
 use p256::ecdsa::signature::Signer;
@@ -16,11 +20,14 @@ use p256::ecdsa::SigningKey;
 use p256::pkcs8::{EncodePublicKey, LineEnding};
 
 const REPO: &str = "bundle";
+const STORE: &str = "store-0042";
 
 struct Bed {
     server: GitServer,
     key: SigningKey,
     dir: tempfile::TempDir,
+    /// The serial of the last bundle [`Bed::publish`] signed.
+    serial: Cell<u64>,
 }
 
 fn bed(opts: GitServerOptions) -> Option<Bed> {
@@ -33,12 +40,18 @@ fn bed(opts: GitServerOptions) -> Option<Bed> {
         .to_public_key_pem(LineEnding::LF)
         .expect("pem");
     fs::write(dir.path().join("trust.pem"), pem).expect("trust root");
-    Some(Bed { server, key, dir })
+    Some(Bed {
+        server,
+        key,
+        dir,
+        serial: Cell::new(0),
+    })
 }
 
 impl Bed {
     fn config(&self) -> SyncConfig {
         SyncConfig {
+            store: STORE.into(),
             url: self.server.repo_url(REPO),
             reference: "main".into(),
             trust_root: self.dir.path().join("trust.pem"),
@@ -53,13 +66,27 @@ impl Bed {
         self.server.work_dir(REPO).expect("work dir")
     }
 
-    /// Writes `files` into the work tree, then (if `key`) signs the tree, and
-    /// pushes. `edit_after_signing` changes the tree after the manifest was made.
+    /// Writes `files` into the work tree, then (if `key`) signs the tree for
+    /// this store, ref `main` and the next serial, and pushes.
+    /// `edit_after_signing` changes the tree after the manifest was made.
     fn publish(
         &self,
         files: &[(&str, &str)],
         key: Option<&SigningKey>,
         edit_after_signing: Option<(&str, &str)>,
+    ) -> String {
+        self.serial.set(self.serial.get() + 1);
+        let header = Header::new(STORE, "main", self.serial.get()).expect("header");
+        self.publish_as(files, key, edit_after_signing, &header)
+    }
+
+    /// [`Bed::publish`] with the signed header given.
+    fn publish_as(
+        &self,
+        files: &[(&str, &str)],
+        key: Option<&SigningKey>,
+        edit_after_signing: Option<(&str, &str)>,
+        header: &Header,
     ) -> String {
         let w = self.work();
         for (p, c) in files {
@@ -73,7 +100,7 @@ impl Bed {
         let _ = fs::remove_dir_all(w.join(".keel/sig-tmp"));
         match key {
             Some(k) => {
-                let m = manifest::build(&w).expect("manifest");
+                let m = manifest::build(&w, header).expect("manifest");
                 let sig: p256::ecdsa::Signature = k.sign(m.as_bytes());
                 let b64 = base64::engine::general_purpose::STANDARD.encode(sig.to_der().as_bytes());
                 fs::create_dir_all(w.join(".keel")).expect("mkdir");
@@ -91,6 +118,14 @@ impl Bed {
         self.server
             .commit_and_push(REPO, "main", &[], "bundle")
             .expect("push")
+    }
+
+    /// The persisted sync state (`state.json`).
+    fn state(&self) -> gitops::SyncState {
+        gitops::Releases::open(&self.dir.path().join("bundle"))
+            .expect("releases")
+            .state()
+            .expect("state")
     }
 
     fn current(&self) -> PathBuf {
@@ -231,6 +266,145 @@ fn unsigned_wrong_key_and_tampered_bundles_are_refused() {
     }
 }
 
+/// Checks that a refused sync kept `rev` current with its serial and left
+/// nothing of the refused bundle but the kept releases.
+fn assert_kept(b: &Bed, name: &str, rev: &str, serial: u64, releases: &[&str]) {
+    assert_eq!(b.current(), rel(rev), "{name}: current release stays");
+    let st = b.state();
+    assert_eq!(st.current.as_deref(), Some(rev), "{name}: state current");
+    assert_eq!(st.serial, Some(serial), "{name}: applied serial unchanged");
+    let mut want: Vec<String> = releases.iter().map(|r| r.to_string()).collect();
+    want.sort();
+    assert_eq!(b.releases(), want, "{name}: no staging tree left");
+}
+
+#[test]
+fn replayed_older_other_store_and_other_ref_bundles_are_refused() {
+    let Some(b) = bed(GitServerOptions::default()) else {
+        return;
+    };
+    let rev1 = first_release(&b);
+    assert_eq!(b.state().serial, Some(1), "serial persisted with the revision");
+    // A newer serial is applied.
+    let rev2 = b.publish(&[("app/config.yaml", "replicas: 2\n")], Some(&b.key), None);
+    assert_eq!(
+        gitops::apply_latest(&b.config()).expect("serial 2"),
+        SyncOutcome::Applied {
+            rev: rev2.clone(),
+            previous: Some(rev1.clone())
+        }
+    );
+    let st = b.state();
+    assert_eq!((st.current.as_deref(), st.serial), (Some(rev2.as_str()), Some(2)));
+    let kept = [rev1.as_str(), rev2.as_str()];
+
+    // Replay: the signed tree of serial 2 again, as a new commit (same
+    // manifest, same signature).
+    let replay = b
+        .server
+        .commit_and_push(REPO, "main", &[], "replay of serial 2")
+        .expect("push");
+    assert_ne!(replay, rev2);
+    let err = gitops::apply_latest(&b.config()).expect_err("replay");
+    eprintln!("replay: {err}");
+    assert!(
+        matches!(&err, GitopsError::Replayed { rev, serial: 2 } if *rev == replay),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("replayed bundle"), "{err}");
+    assert_kept(&b, "replay", &rev2, 2, &kept);
+
+    // Rollback: the old signed commit of serial 1 force-pushed to main.
+    b.server
+        .git()
+        .arg("-C")
+        .arg(b.work())
+        .args(["push", "-q", "-f", "origin", &format!("{rev1}:refs/heads/main")])
+        .run()
+        .expect("force-push the old commit");
+    let err = gitops::apply_latest(&b.config()).expect_err("rollback");
+    eprintln!("older serial: {err}");
+    assert!(
+        matches!(&err, GitopsError::Rollback { rev, serial: 1, applied: 2 } if *rev == rev1),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("rollback"), "{err}");
+    assert_kept(&b, "older serial", &rev2, 2, &kept);
+
+    // Another store's bundle, correctly signed, with a high serial.
+    let other = Header::new("store-0099", "main", 10).expect("header");
+    let rev = b.publish_as(&[("app/config.yaml", "store: 99\n")], Some(&b.key), None, &other);
+    let err = gitops::apply_latest(&b.config()).expect_err("other store");
+    eprintln!("other store: {err}");
+    assert!(
+        matches!(&err, GitopsError::OtherStore { rev: r, signed_for, ours } if *r == rev && signed_for == "store-0099" && ours == STORE),
+        "{err:?}"
+    );
+    assert_kept(&b, "other store", &rev2, 2, &kept);
+
+    // A bundle signed for another ref (staging), pushed to main.
+    let staging = Header::new(STORE, "staging", 11).expect("header");
+    let rev = b.publish_as(&[("app/config.yaml", "staging\n")], Some(&b.key), None, &staging);
+    let err = gitops::apply_latest(&b.config()).expect_err("other ref");
+    eprintln!("other ref: {err}");
+    assert!(
+        matches!(&err, GitopsError::OtherRef { rev: r, signed_for, ours } if *r == rev && signed_for == "staging" && ours == "main"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("--ref main"), "{err}");
+    assert_kept(&b, "other ref", &rev2, 2, &kept);
+
+    // Serial 3 is applied: the refused serials 10 and 11 were not recorded.
+    let rev3 = b.publish(&[("app/config.yaml", "replicas: 3\n")], Some(&b.key), None);
+    assert_eq!(b.serial.get(), 3);
+    assert_eq!(
+        gitops::apply_latest(&b.config()).expect("serial 3"),
+        SyncOutcome::Applied {
+            rev: rev3.clone(),
+            previous: Some(rev2.clone())
+        }
+    );
+    let st = b.state();
+    assert_eq!((st.current.as_deref(), st.serial), (Some(rev3.as_str()), Some(3)));
+    assert_eq!(
+        fs::read_to_string(b.dir.path().join("bundle/current/app/config.yaml")).expect("file"),
+        "replicas: 3\n"
+    );
+}
+
+#[test]
+fn bundle_in_the_old_v1_format_is_refused() {
+    let Some(b) = bed(GitServerOptions::default()) else {
+        return;
+    };
+    let w = b.work();
+    fs::write(w.join("a.txt"), "a\n").expect("write");
+    let h = Header::new(STORE, "main", 1).expect("header");
+    // A v1 manifest: the v2 text without its three header lines.
+    let v2 = manifest::build(&w, &h).expect("manifest");
+    let v1 = v2.replacen(
+        "keel-bundle-manifest v2\nstore store-0042\nref main\nserial 1\n",
+        "keel-bundle-manifest v1\n",
+        1,
+    );
+    let sig: p256::ecdsa::Signature = b.key.sign(v1.as_bytes());
+    fs::create_dir_all(w.join(".keel")).expect("mkdir");
+    fs::write(w.join(manifest::MANIFEST_PATH), v1).expect("manifest");
+    fs::write(
+        w.join(manifest::SIGNATURE_PATH),
+        base64::engine::general_purpose::STANDARD.encode(sig.to_der().as_bytes()),
+    )
+    .expect("signature");
+    b.server
+        .commit_and_push(REPO, "main", &[], "v1")
+        .expect("push");
+    let err = gitops::apply_latest(&b.config()).expect_err("v1");
+    eprintln!("v1: {err}");
+    assert!(matches!(err, GitopsError::Refused { .. }), "{err:?}");
+    assert!(err.to_string().contains("format v1 carries no store"), "{err}");
+    assert!(!b.dir.path().join("bundle/current").exists());
+}
+
 #[test]
 fn failing_health_check_rolls_back() {
     let Some(b) = bed(GitServerOptions::default()) else {
@@ -332,7 +506,8 @@ fn bundle_signed_with_the_cosign_cli_is_accepted() {
     };
     let w = b.work();
     fs::write(w.join("a.txt"), "from cosign\n").expect("write");
-    let m = manifest::build(&w).expect("manifest");
+    let header = Header::new(STORE, "main", 1).expect("header");
+    let m = manifest::build(&w, &header).expect("manifest");
     fs::create_dir_all(w.join(".keel")).expect("mkdir");
     fs::write(w.join(manifest::MANIFEST_PATH), &m).expect("manifest");
     let keys = b.dir.path().join("keys");
