@@ -284,7 +284,11 @@ fn replayed_older_other_store_and_other_ref_bundles_are_refused() {
         return;
     };
     let rev1 = first_release(&b);
-    assert_eq!(b.state().serial, Some(1), "serial persisted with the revision");
+    assert_eq!(
+        b.state().serial,
+        Some(1),
+        "serial persisted with the revision"
+    );
     // A newer serial is applied.
     let rev2 = b.publish(&[("app/config.yaml", "replicas: 2\n")], Some(&b.key), None);
     assert_eq!(
@@ -295,7 +299,10 @@ fn replayed_older_other_store_and_other_ref_bundles_are_refused() {
         }
     );
     let st = b.state();
-    assert_eq!((st.current.as_deref(), st.serial), (Some(rev2.as_str()), Some(2)));
+    assert_eq!(
+        (st.current.as_deref(), st.serial),
+        (Some(rev2.as_str()), Some(2))
+    );
     let kept = [rev1.as_str(), rev2.as_str()];
 
     // Replay: the signed tree of serial 2 again, as a new commit (same
@@ -319,7 +326,13 @@ fn replayed_older_other_store_and_other_ref_bundles_are_refused() {
         .git()
         .arg("-C")
         .arg(b.work())
-        .args(["push", "-q", "-f", "origin", &format!("{rev1}:refs/heads/main")])
+        .args([
+            "push",
+            "-q",
+            "-f",
+            "origin",
+            &format!("{rev1}:refs/heads/main"),
+        ])
         .run()
         .expect("force-push the old commit");
     let err = gitops::apply_latest(&b.config()).expect_err("rollback");
@@ -333,7 +346,12 @@ fn replayed_older_other_store_and_other_ref_bundles_are_refused() {
 
     // Another store's bundle, correctly signed, with a high serial.
     let other = Header::new("store-0099", "main", 10).expect("header");
-    let rev = b.publish_as(&[("app/config.yaml", "store: 99\n")], Some(&b.key), None, &other);
+    let rev = b.publish_as(
+        &[("app/config.yaml", "store: 99\n")],
+        Some(&b.key),
+        None,
+        &other,
+    );
     let err = gitops::apply_latest(&b.config()).expect_err("other store");
     eprintln!("other store: {err}");
     assert!(
@@ -344,7 +362,12 @@ fn replayed_older_other_store_and_other_ref_bundles_are_refused() {
 
     // A bundle signed for another ref (staging), pushed to main.
     let staging = Header::new(STORE, "staging", 11).expect("header");
-    let rev = b.publish_as(&[("app/config.yaml", "staging\n")], Some(&b.key), None, &staging);
+    let rev = b.publish_as(
+        &[("app/config.yaml", "staging\n")],
+        Some(&b.key),
+        None,
+        &staging,
+    );
     let err = gitops::apply_latest(&b.config()).expect_err("other ref");
     eprintln!("other ref: {err}");
     assert!(
@@ -365,7 +388,10 @@ fn replayed_older_other_store_and_other_ref_bundles_are_refused() {
         }
     );
     let st = b.state();
-    assert_eq!((st.current.as_deref(), st.serial), (Some(rev3.as_str()), Some(3)));
+    assert_eq!(
+        (st.current.as_deref(), st.serial),
+        (Some(rev3.as_str()), Some(3))
+    );
     assert_eq!(
         fs::read_to_string(b.dir.path().join("bundle/current/app/config.yaml")).expect("file"),
         "replicas: 3\n"
@@ -401,7 +427,10 @@ fn bundle_in_the_old_v1_format_is_refused() {
     let err = gitops::apply_latest(&b.config()).expect_err("v1");
     eprintln!("v1: {err}");
     assert!(matches!(err, GitopsError::Refused { .. }), "{err:?}");
-    assert!(err.to_string().contains("format v1 carries no store"), "{err}");
+    assert!(
+        err.to_string().contains("format v1 carries no store"),
+        "{err}"
+    );
     assert!(!b.dir.path().join("bundle/current").exists());
 }
 

@@ -154,11 +154,20 @@ mod tests {
         assert!(check_header(&h, "r", &exp("s1", "main", None)).is_ok());
         assert!(check_header(&h, "r", &exp("s1", "main", Some(4))).is_ok());
         let e = check_header(&h, "r", &exp("s2", "main", None)).expect_err("store");
-        assert!(matches!(&e, GitopsError::OtherStore { signed_for, ours, .. } if signed_for == "s1" && ours == "s2"), "{e:?}");
+        assert!(
+            matches!(&e, GitopsError::OtherStore { signed_for, ours, .. } if signed_for == "s1" && ours == "s2"),
+            "{e:?}"
+        );
         let e = check_header(&h, "r", &exp("s1", "prod", None)).expect_err("ref");
-        assert!(matches!(&e, GitopsError::OtherRef { signed_for, ours, .. } if signed_for == "main" && ours == "prod"), "{e:?}");
+        assert!(
+            matches!(&e, GitopsError::OtherRef { signed_for, ours, .. } if signed_for == "main" && ours == "prod"),
+            "{e:?}"
+        );
         let e = check_header(&h, "r", &exp("s1", "main", Some(5))).expect_err("replay");
-        assert!(matches!(e, GitopsError::Replayed { serial: 5, .. }), "{e:?}");
+        assert!(
+            matches!(e, GitopsError::Replayed { serial: 5, .. }),
+            "{e:?}"
+        );
         let e = check_header(&h, "r", &exp("s1", "main", Some(9))).expect_err("rollback");
         assert!(
             matches!(

@@ -28,8 +28,16 @@ fn children_do_not_inherit_key_passwords() {
     }
 
     let outputs = [
-        ("run_get_string", Command::new("env").run_get_string().expect("env")),
-        ("task", Task::new("printing env", "env").run_get_string().expect("env")),
+        (
+            "run_get_string",
+            Command::new("env").run_get_string().expect("env"),
+        ),
+        (
+            "task",
+            Task::new("printing env", "env")
+                .run_get_string()
+                .expect("env"),
+        ),
         ("run_streaming", {
             let mut lines = Vec::new();
             Command::new("env")
@@ -54,7 +62,10 @@ fn children_do_not_inherit_key_passwords() {
         .env("COSIGN_PASSWORD", "for-this-child")
         .run_get_string()
         .expect("env");
-    assert!(out.lines().any(|l| l == "COSIGN_PASSWORD=for-this-child"), "{out}");
+    assert!(
+        out.lines().any(|l| l == "COSIGN_PASSWORD=for-this-child"),
+        "{out}"
+    );
     assert!(!names(&out).contains(&"KEEL_KEY_PASSWORD"), "{out}");
     // ... and not to the next one.
     let out = Command::new("env").run_get_string().expect("env");

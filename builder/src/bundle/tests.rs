@@ -93,8 +93,8 @@ fn sign_commits_a_manifest_of_the_committed_tree_that_cosign_verifies() {
         .expect_err("serial 1 again")
         .to_string();
     assert!(e.contains("not above serial 1"), "{e}");
-    let explicit = header_for(&repo, "HEAD", "store-1", Some("prod".into()), Some(40))
-        .expect("explicit");
+    let explicit =
+        header_for(&repo, "HEAD", "store-1", Some("prod".into()), Some(40)).expect("explicit");
     assert_eq!((explicit.reference.as_str(), explicit.serial), ("prod", 40));
     git(&repo)
         .args(["checkout", "-q", "--detach"])

@@ -140,8 +140,7 @@ pub fn sign_dir(dir: &Path, key_path: &Path, password: &[u8]) -> anyhow::Result<
                 a.name
             );
         }
-        sign::sign_file_digest(&key, &p, &digest)
-            .with_context(|| format!("signing {}", a.name))?;
+        sign::sign_file_digest(&key, &p, &digest).with_context(|| format!("signing {}", a.name))?;
         tracing::info!(file = %a.name, "signed");
     }
     let digest: [u8; 32] = Sha256::digest(&bytes).into();

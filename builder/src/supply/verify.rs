@@ -168,11 +168,9 @@ impl Ctx {
                 })?;
                 // The verified inode, whatever the path names by now.
                 let image_path = match &raw_file {
-                    Some(f) => PathBuf::from(format!(
-                        "/proc/{}/fd/{}",
-                        std::process::id(),
-                        f.as_raw_fd()
-                    )),
+                    Some(f) => {
+                        PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), f.as_raw_fd()))
+                    }
                     None => return fail(&raw.name, "raw image was not opened"),
                 };
                 for s in &m.sboms {
@@ -209,9 +207,13 @@ impl Ctx {
 /// manifest's signature is checked, after every artifact is) to replace a
 /// file behind the verifier's back. Per thread, so tests stay independent.
 pub(crate) mod hooks {
+    /// A test's hook: called with the name of the point reached.
+    #[cfg(test)]
+    pub type Hook = Box<dyn FnMut(&str)>;
+
     #[cfg(test)]
     thread_local! {
-        pub static AFTER: std::cell::RefCell<Option<Box<dyn FnMut(&str)>>> =
+        pub static AFTER: std::cell::RefCell<Option<Hook>> =
             const { std::cell::RefCell::new(None) };
     }
 

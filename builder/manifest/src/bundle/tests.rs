@@ -68,7 +68,10 @@ fn parse_table() {
             format!("{HEADER_V1}\n{h} 100644 a\n"),
             Err("format v1 carries no store, ref and serial"),
         ),
-        (format!("{HEADER}\nref main\n"), Err("line 2: expected `store")),
+        (
+            format!("{HEADER}\nref main\n"),
+            Err("line 2: expected `store"),
+        ),
         (format!("{HEADER}\nstore s\n"), Err("line 3: expected `ref")),
         (
             format!("{HEADER}\nstore s\nref main\nserial x\n"),

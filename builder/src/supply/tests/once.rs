@@ -114,7 +114,10 @@ fn sboms_are_read_from_the_image_that_was_verified() {
 #[test]
 fn build_signing_keeps_the_password_out_of_the_environment() {
     for v in ["KEEL_KEY_PASSWORD", "KEEL_KEY_PASSWORD_FILE"] {
-        assert!(std::env::var_os(v).is_none(), "{v} set in the test's environment");
+        assert!(
+            std::env::var_os(v).is_none(),
+            "{v} set in the test's environment"
+        );
     }
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("out");
