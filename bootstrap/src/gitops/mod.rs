@@ -129,7 +129,9 @@ pub struct ClientTls {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SyncConfig {
     /// The store this node belongs to: bundles signed for another store are
-    /// refused.
+    /// refused. Absent from configs written before bundles carried a store:
+    /// [`SyncConfig::parse`] then says how to add it.
+    #[serde(default)]
     pub store: String,
     /// Repository URL (https).
     pub url: String,
@@ -163,7 +165,12 @@ impl SyncConfig {
             )));
         }
         if cfg.store.trim().is_empty() {
-            return Err(GitopsError::Config("store is empty".into()));
+            return Err(GitopsError::Config(
+                "no \"store\": the node cannot tell its own store's bundles from another \
+                 store's; add \"store\": \"<store id>\" (the seed's keel.store-id) to the sync \
+                 config, or reset the node so first boot writes it"
+                    .into(),
+            ));
         }
         if cfg.reference.is_empty() || cfg.reference.starts_with('-') {
             return Err(GitopsError::Config(format!(
@@ -189,3 +196,23 @@ mod check;
 mod run;
 pub use check::{verify_tree, Expected};
 pub use run::{apply_latest, sync, SyncOutcome};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_config_needs_a_store() {
+        let ok = r#"{"store": "s1", "url": "https://git.example/b.git", "reference": "main",
+                     "trust-root": "/t.pem", "root": "/var/lib/keel/bundle"}"#;
+        assert_eq!(SyncConfig::parse(ok).expect("parses").store, "s1");
+        let old = ok.replace(r#""store": "s1", "#, "");
+        let e = SyncConfig::parse(&old).expect_err("no store").to_string();
+        assert!(
+            e.contains(r#"no "store""#) && e.contains("keel.store-id"),
+            "{e}"
+        );
+        let blank = ok.replace(r#""s1""#, r#""  ""#);
+        assert!(SyncConfig::parse(&blank).is_err());
+    }
+}
