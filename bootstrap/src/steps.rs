@@ -173,6 +173,14 @@ impl GitopsStep {
             reason: "the join material has no GitOps section".into(),
             action: "configure the GitOps issuer in keel-enroll, then reset this node".into(),
         })?;
+        let store = g
+            .store
+            .clone()
+            .or_else(|| ctx.seed.user.keel.as_ref().and_then(|k| k.store_id.clone()))
+            .ok_or_else(|| StepError::Fatal {
+                reason: "neither the join material nor the seed names the store".into(),
+                action: "set keel.store-id in the seed, then reset this node".into(),
+            })?;
         let over = ctx.seed.user.keel.as_ref().and_then(|k| k.bundle.clone());
         let (url, reference) = match over {
             Some(b) => (b.url, b.git_ref.unwrap_or(g.reference)),
@@ -184,6 +192,7 @@ impl GitopsStep {
             None => None,
         };
         let mut v = serde_json::json!({
+            "store": store,
             "url": url,
             "reference": reference,
             "trust-root": trust,

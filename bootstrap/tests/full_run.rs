@@ -75,7 +75,7 @@ fn bed(test: &str) -> Option<Bed> {
         .to_public_key_pem(LineEnding::LF)
         .expect("pem");
     fs::write(d.join("trust.pem"), trust).expect("trust root");
-    let rev = publish(&git, &key, "replicas: 1\n");
+    let rev = publish(&git, &key, "replicas: 1\n", 1);
 
     fs::write(d.join("pebble-ca.pem"), pebble.listener_ca_pem()).expect("ca");
     fs::write(d.join("git-ca.pem"), git.ca_pem()).expect("ca");
@@ -121,14 +121,16 @@ fn bed(test: &str) -> Option<Bed> {
     })
 }
 
-/// Writes `app/config.yaml`, signs the tree with `key`, pushes; returns the commit.
-fn publish(git: &GitServer, key: &SigningKey, config: &str) -> String {
+/// Writes `app/config.yaml`, signs the tree with `key` for [`STORE`], ref
+/// `main` and `serial`, pushes; returns the commit.
+fn publish(git: &GitServer, key: &SigningKey, config: &str, serial: u64) -> String {
     let w = git.work_dir(REPO).expect("work dir");
     fs::create_dir_all(w.join("app")).expect("mkdir");
     fs::write(w.join("app/config.yaml"), config).expect("write");
     let _ = fs::remove_file(w.join(manifest::MANIFEST_PATH));
     let _ = fs::remove_file(w.join(manifest::SIGNATURE_PATH));
-    let m = manifest::build(&w).expect("manifest");
+    let header = manifest::Header::new(STORE, "main", serial).expect("header");
+    let m = manifest::build(&w, &header).expect("manifest");
     let sig: p256::ecdsa::Signature = key.sign(m.as_bytes());
     fs::create_dir_all(w.join(".keel")).expect("mkdir");
     fs::write(w.join(manifest::MANIFEST_PATH), m).expect("manifest");
@@ -412,7 +414,7 @@ fn seed_to_done_on_real_services() {
     assert_eq!(b.nodes().len(), 1);
 
     // The sync timer's entry point applies a new signed revision and reports it too.
-    let rev2 = publish(&b.git, &b.key, "replicas: 2\n");
+    let rev2 = publish(&b.git, &b.key, "replicas: 2\n", 2);
     let out = Command::new(bin())
         .args(["sync", "--state-dir"])
         .arg(&n.state)

@@ -1,131 +1,19 @@
 //! GitOps sync against a real HTTPS Git server (git http-backend, keel-testbed):
 //! signed bundles applied, unsigned / wrong key / tampered refused with the
 //! previous release kept, failing health check rolled back, server down,
-//! mTLS, and a bundle signed by the real `cosign` CLI.
+//! mTLS, and a bundle signed by the real `cosign` CLI. Replay and rollback:
+//! gitops_rollback.rs.
+
+mod gitops_bed;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 
-use base64::Engine;
-use keel_bootstrap::gitops::{self, manifest, ClientTls, GitopsError, SyncConfig, SyncOutcome};
+use gitops_bed::{bed, first_release, rel, REPO, STORE};
+use keel_bootstrap::gitops::manifest::Header;
+use keel_bootstrap::gitops::{self, manifest, ClientTls, GitopsError, SyncOutcome};
 use keel_testbed::git::GitServerOptions;
-use keel_testbed::{or_skip, GitServer};
-use p256::ecdsa::signature::Signer;
 use p256::ecdsa::SigningKey;
-use p256::pkcs8::{EncodePublicKey, LineEnding};
-
-const REPO: &str = "bundle";
-
-struct Bed {
-    server: GitServer,
-    key: SigningKey,
-    dir: tempfile::TempDir,
-}
-
-fn bed(opts: GitServerOptions) -> Option<Bed> {
-    let server = or_skip(GitServer::start(opts))?;
-    server.create_repo(REPO).expect("repo");
-    let key = SigningKey::random(&mut rand::rngs::OsRng);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pem = key
-        .verifying_key()
-        .to_public_key_pem(LineEnding::LF)
-        .expect("pem");
-    fs::write(dir.path().join("trust.pem"), pem).expect("trust root");
-    Some(Bed { server, key, dir })
-}
-
-impl Bed {
-    fn config(&self) -> SyncConfig {
-        SyncConfig {
-            url: self.server.repo_url(REPO),
-            reference: "main".into(),
-            trust_root: self.dir.path().join("trust.pem"),
-            ca_bundle: Some(self.server.ca_path()),
-            client_tls: None,
-            root: self.dir.path().join("bundle"),
-            health_check: Vec::new(),
-        }
-    }
-
-    fn work(&self) -> PathBuf {
-        self.server.work_dir(REPO).expect("work dir")
-    }
-
-    /// Writes `files` into the work tree, then (if `key`) signs the tree, and
-    /// pushes. `edit_after_signing` changes the tree after the manifest was made.
-    fn publish(
-        &self,
-        files: &[(&str, &str)],
-        key: Option<&SigningKey>,
-        edit_after_signing: Option<(&str, &str)>,
-    ) -> String {
-        let w = self.work();
-        for (p, c) in files {
-            let path = w.join(p);
-            fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-            fs::write(&path, c).expect("write");
-            if p.ends_with(".sh") || p.ends_with("health-check") {
-                fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
-            }
-        }
-        let _ = fs::remove_dir_all(w.join(".keel/sig-tmp"));
-        match key {
-            Some(k) => {
-                let m = manifest::build(&w).expect("manifest");
-                let sig: p256::ecdsa::Signature = k.sign(m.as_bytes());
-                let b64 = base64::engine::general_purpose::STANDARD.encode(sig.to_der().as_bytes());
-                fs::create_dir_all(w.join(".keel")).expect("mkdir");
-                fs::write(w.join(manifest::MANIFEST_PATH), m).expect("manifest");
-                fs::write(w.join(manifest::SIGNATURE_PATH), b64).expect("signature");
-            }
-            None => {
-                let _ = fs::remove_file(w.join(manifest::MANIFEST_PATH));
-                let _ = fs::remove_file(w.join(manifest::SIGNATURE_PATH));
-            }
-        }
-        if let Some((p, c)) = edit_after_signing {
-            fs::write(w.join(p), c).expect("tamper");
-        }
-        self.server
-            .commit_and_push(REPO, "main", &[], "bundle")
-            .expect("push")
-    }
-
-    fn current(&self) -> PathBuf {
-        fs::read_link(self.dir.path().join("bundle/current")).expect("current link")
-    }
-
-    fn releases(&self) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(self.dir.path().join("bundle/releases"))
-            .expect("ls")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-}
-
-fn rel(rev: &str) -> PathBuf {
-    Path::new("releases").join(rev)
-}
-
-/// A signed first release, applied; returns its revision.
-fn first_release(b: &Bed) -> String {
-    let rev = b.publish(&[("app/config.yaml", "replicas: 1\n")], Some(&b.key), None);
-    let t = std::time::Instant::now();
-    let out = gitops::apply_latest(&b.config()).expect("first sync");
-    eprintln!("first sync (fetch + verify + apply): {:?}", t.elapsed());
-    assert_eq!(
-        out,
-        SyncOutcome::Applied {
-            rev: rev.clone(),
-            previous: None
-        }
-    );
-    rev
-}
 
 #[test]
 fn signed_bundles_are_applied_and_previous_kept() {
@@ -332,7 +220,8 @@ fn bundle_signed_with_the_cosign_cli_is_accepted() {
     };
     let w = b.work();
     fs::write(w.join("a.txt"), "from cosign\n").expect("write");
-    let m = manifest::build(&w).expect("manifest");
+    let header = Header::new(STORE, "main", 1).expect("header");
+    let m = manifest::build(&w, &header).expect("manifest");
     fs::create_dir_all(w.join(".keel")).expect("mkdir");
     fs::write(w.join(manifest::MANIFEST_PATH), &m).expect("manifest");
     let keys = b.dir.path().join("keys");

@@ -78,7 +78,9 @@ pub struct BuildArgs {
     /// Sign the release manifest with this cosign private key.
     #[arg(long)]
     pub sign_key: Option<PathBuf>,
-    /// File holding the signing key's password (else env KEEL_KEY_PASSWORD).
+    /// File holding the signing key's password (else the file named by env
+    /// KEEL_KEY_PASSWORD_FILE, else env KEEL_KEY_PASSWORD); read into memory,
+    /// never passed on to mkosi or any other child.
     #[arg(long, requires = "sign_key")]
     pub sign_key_password_file: Option<PathBuf>,
     /// Keep the rendered mkosi configuration and work directory for inspection.

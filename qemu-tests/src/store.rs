@@ -27,10 +27,12 @@ pub const REPO: &str = "bundle";
 /// The password of the test's release and bundle keys.
 pub const KEY_PASSWORD: &str = "keel-e2e";
 
-/// `keel` (the binary at `bin`) with the test keys' password.
+/// `keel` (the binary at `bin`). Commands that need the test keys' password
+/// get `--password-file` (the `password` file of [`keys`]), not an
+/// environment variable.
 pub fn keel(bin: &Path) -> Command {
     let mut c = Command::new(bin);
-    c.env("KEEL_KEY_PASSWORD", KEY_PASSWORD).env("CI", "true");
+    c.env("CI", "true");
     c
 }
 
@@ -64,14 +66,17 @@ impl std::fmt::Debug for Store {
 /// `CARGO_BIN_EXE_keel-test-cli`).
 pub fn keys(keel_bin: &Path) -> anyhow::Result<tempfile::TempDir> {
     let dir = tempfile::Builder::new().prefix("keel-store-").tempdir()?;
+    let password = dir.path().join("password");
+    std::fs::write(&password, KEY_PASSWORD)?;
     for key in ["release", "bundle"] {
         keel(keel_bin)
             .args(["key", "generate", "--out"])
             .arg(dir.path().join(key))
+            .arg("--password-file")
+            .arg(&password)
             .run()
             .with_context(|| format!("keel key generate {key}"))?;
     }
-    std::fs::write(dir.path().join("password"), KEY_PASSWORD)?;
     Ok(dir)
 }
 
@@ -103,7 +108,7 @@ impl Store {
         })
         .context("Git server")?;
         let d = dir.path();
-        let rev = publish_bundle(&git, &d.join("bundle.key"), keel_bin)?;
+        let rev = publish_bundle(&git, d, keel_bin)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -191,8 +196,10 @@ impl Store {
 }
 
 /// One file in the bundle, committed, signed with `keel bundle sign
-/// --commit`, pushed; returns the signed commit.
-fn publish_bundle(git: &GitServer, key: &Path, keel_bin: &Path) -> anyhow::Result<String> {
+/// --commit` for [`STORE`] and ref `main` (serial 1, derived: nothing was
+/// signed before) with the bundle key in `keys` (see [`keys`]), pushed;
+/// returns the signed commit.
+fn publish_bundle(git: &GitServer, keys: &Path, keel_bin: &Path) -> anyhow::Result<String> {
     git.create_repo(REPO)?;
     git.commit_and_push(
         REPO,
@@ -202,9 +209,13 @@ fn publish_bundle(git: &GitServer, key: &Path, keel_bin: &Path) -> anyhow::Resul
     )?;
     let w = git.work_dir(REPO)?;
     let mut sign = keel(keel_bin);
-    sign.args(["bundle", "sign", "--commit", "--key"])
-        .arg(key)
-        .arg(&w);
+    sign.args([
+        "bundle", "sign", "--commit", "--store", STORE, "--ref", "main", "--key",
+    ])
+    .arg(keys.join("bundle.key"))
+    .arg("--password-file")
+    .arg(keys.join("password"))
+    .arg(&w);
     // `--commit` runs git in the work tree: same identity as the server's client.
     for (k, v) in git.git().get_envs() {
         if let Some(v) = v {

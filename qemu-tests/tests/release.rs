@@ -100,15 +100,29 @@ fn test_tiny_release_signs_and_verifies() {
         manifest.artifacts
     );
 
-    std::env::set_var("KEEL_KEY_PASSWORD", "release test password");
+    // The password goes in a file, never into this process's environment
+    // (every child of the test would inherit it).
+    let pw_file = tmp.path().join("password");
+    std::fs::write(&pw_file, "release test password\n").expect("password file");
+    let pw = pw_file.display().to_string();
     let prefix = tmp.path().join("release-key");
-    keel(&["key", "generate", "--out", &prefix.display().to_string()]).expect("key generate");
+    keel(&[
+        "key",
+        "generate",
+        "--out",
+        &prefix.display().to_string(),
+        "--password-file",
+        &pw,
+    ])
+    .expect("key generate");
     let (key, pubkey) = (prefix.with_extension("key"), prefix.with_extension("pub"));
     keel(&[
         "sign",
         &dir.display().to_string(),
         "--key",
         &key.display().to_string(),
+        "--password-file",
+        &pw,
     ])
     .expect("keel sign");
     let report = keel_builder::supply::verify::verify_dir(&dir, &pubkey).expect("verify runs");
@@ -206,7 +220,15 @@ fn test_tiny_release_signs_and_verifies() {
     tamper(&d.join("sbom.cdx.json.sig"));
     assert!(failure(&d, &pubkey).contains("sbom.cdx.json"));
     let other: PathBuf = tmp.path().join("other");
-    keel(&["key", "generate", "--out", &other.display().to_string()]).expect("other key");
+    keel(&[
+        "key",
+        "generate",
+        "--out",
+        &other.display().to_string(),
+        "--password-file",
+        &pw,
+    ])
+    .expect("other key");
     assert!(failure(&dir, &other.with_extension("pub")).contains("manifest.json"));
     if cosign {
         assert!(!cosign_ok(

@@ -112,6 +112,11 @@ impl fmt::Debug for AcmeJoin {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct GitopsJoin {
+    /// The store the node was admitted to: bundles are signed for one store
+    /// and the node refuses another store's. Absent from older services (the
+    /// node then takes the store id from its seed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
     /// Repository URL (https).
     pub url: String,
     /// Branch or tag to follow.

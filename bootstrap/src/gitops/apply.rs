@@ -3,7 +3,7 @@
 //! ```text
 //! <root>/releases/<rev>/     one verified bundle tree per commit id
 //! <root>/current -> releases/<rev>   switched by rename(2) of a new symlink
-//! <root>/state.json          current, previous, revisions that failed their health check
+//! <root>/state.json          current, its serial, previous, revisions that failed their health check
 //! ```
 //!
 //! Only the current and the previous (last good) release are kept.
@@ -27,6 +27,10 @@ pub struct SyncState {
     pub current: Option<String>,
     /// The last good revision before it (rollback target).
     pub previous: Option<String>,
+    /// The signed serial of `current`: a bundle is applied only with a
+    /// higher one (absent before the first bundle with a serial).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<u64>,
     /// Revisions that failed their health check: not applied again.
     #[serde(default)]
     pub failed: Vec<String>,

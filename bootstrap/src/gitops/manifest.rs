@@ -1,7 +1,10 @@
-//! The canonical bundle manifest (format v1, docs/gitops-bundles.md): the one
+//! The canonical bundle manifest (format v2, docs/gitops-bundles.md): the one
 //! implementation in keel-manifest, shared with `keel bundle sign`.
 
-pub use keel_manifest::bundle::{build, parse, BundleManifestError, MANIFEST_PATH, SIGNATURE_PATH};
+pub use keel_manifest::bundle::{
+    build, entries, parse, render, BundleManifestError, Header, SignedManifest, MANIFEST_PATH,
+    SIGNATURE_PATH,
+};
 
 use super::GitopsError;
 
@@ -14,7 +17,9 @@ impl From<BundleManifestError> for GitopsError {
                 source,
             },
             BundleManifestError::BadPath(p) => GitopsError::BadPath(p),
-            BundleManifestError::Malformed(m) => GitopsError::BadManifest(m),
+            BundleManifestError::Malformed(m) | BundleManifestError::BadHeader(m) => {
+                GitopsError::BadManifest(m)
+            }
         }
     }
 }

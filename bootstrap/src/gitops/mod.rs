@@ -8,7 +8,10 @@
 //! signature over the manifest bytes ([`verify`]). The node recomputes the
 //! manifest from the fetched tree and requires it byte-identical to the
 //! signed one: unsigned, wrongly signed or tampered bundles are refused and
-//! the current release stays. The caller reports the running revision to
+//! the current release stays. The manifest's signed header names the store,
+//! the ref and a monotonic serial: another store's or another ref's bundle,
+//! and a serial at or below the one applied last (replay, rollback), are
+//! refused too ([`verify_tree`]). The caller reports the running revision to
 //! keel-enroll with [`report::send`] (it holds the node key).
 
 pub mod apply;
@@ -61,6 +64,40 @@ pub enum GitopsError {
     BadSignature(String),
     #[error("bundle content does not match its signed manifest: {0}")]
     Tampered(String),
+    #[error(
+        "bundle revision {rev} is signed for store {signed_for}, this node belongs to store \
+         {ours}; refused, the current release stays"
+    )]
+    OtherStore {
+        rev: String,
+        signed_for: String,
+        ours: String,
+    },
+    #[error(
+        "bundle revision {rev} is signed for ref {signed_for}, this node follows {ours}; \
+         refused, the current release stays (sign it with `keel bundle sign --ref {ours}`)"
+    )]
+    OtherRef {
+        rev: String,
+        signed_for: String,
+        ours: String,
+    },
+    #[error(
+        "bundle revision {rev} carries serial {serial}, the serial this node applied already: \
+         a replayed bundle; refused, the current release stays (sign new content with a higher \
+         serial)"
+    )]
+    Replayed { rev: String, serial: u64 },
+    #[error(
+        "bundle revision {rev} carries serial {serial}, below serial {applied} this node \
+         applied already: a rollback to an older bundle; refused, the current release stays \
+         (to go back, sign the old content again with a serial above {applied})"
+    )]
+    Rollback {
+        rev: String,
+        serial: u64,
+        applied: u64,
+    },
     #[error("sync state: {0}")]
     State(String),
     #[error("health check of bundle {rev} failed: {detail}")]
@@ -91,6 +128,11 @@ pub struct ClientTls {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SyncConfig {
+    /// The store this node belongs to: bundles signed for another store are
+    /// refused. Absent from configs written before bundles carried a store:
+    /// [`SyncConfig::parse`] then says how to add it.
+    #[serde(default)]
+    pub store: String,
     /// Repository URL (https).
     pub url: String,
     /// Branch or tag to follow.
@@ -122,6 +164,14 @@ impl SyncConfig {
                 cfg.url
             )));
         }
+        if cfg.store.trim().is_empty() {
+            return Err(GitopsError::Config(
+                "no \"store\": the node cannot tell its own store's bundles from another \
+                 store's; add \"store\": \"<store id>\" (the seed's keel.store-id) to the sync \
+                 config, or reset the node so first boot writes it"
+                    .into(),
+            ));
+        }
         if cfg.reference.is_empty() || cfg.reference.starts_with('-') {
             return Err(GitopsError::Config(format!(
                 "bad reference {:?}",
@@ -142,5 +192,27 @@ impl SyncConfig {
     }
 }
 
+mod check;
 mod run;
-pub use run::{apply_latest, sync, verify_tree, SyncOutcome};
+pub use check::{verify_tree, Expected};
+pub use run::{apply_latest, sync, SyncOutcome};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_config_needs_a_store() {
+        let ok = r#"{"store": "s1", "url": "https://git.example/b.git", "reference": "main",
+                     "trust-root": "/t.pem", "root": "/var/lib/keel/bundle"}"#;
+        assert_eq!(SyncConfig::parse(ok).expect("parses").store, "s1");
+        let old = ok.replace(r#""store": "s1", "#, "");
+        let e = SyncConfig::parse(&old).expect_err("no store").to_string();
+        assert!(
+            e.contains(r#"no "store""#) && e.contains("keel.store-id"),
+            "{e}"
+        );
+        let blank = ok.replace(r#""s1""#, r#""  ""#);
+        assert!(SyncConfig::parse(&blank).is_err());
+    }
+}

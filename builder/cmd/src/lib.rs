@@ -8,6 +8,11 @@
 //!
 //! User-visible steps wrap the command in a [`Task`], which adds a description
 //! ("Building image store-node") logged when the step starts.
+//!
+//! Signing passwords never reach a child: every command run here loses
+//! [`SECRET_ENV`] from the environment it would inherit ([`scrub_secrets`]).
+//! A caller that must hand one child a password (cosign in a test) sets it
+//! on that command explicitly with `.env(..)`; that one is kept.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
@@ -15,6 +20,23 @@ use std::process::{Command, ExitStatus, Stdio};
 
 /// How many trailing lines of a failed command's output go into its error.
 pub const TAIL_LINES: usize = 40;
+
+/// Environment variables holding key passwords, never inherited by a child.
+pub const SECRET_ENV: &[&str] = &["KEEL_KEY_PASSWORD", "COSIGN_PASSWORD"];
+
+/// Removes [`SECRET_ENV`] from what `cmd` inherits, keeping a value the
+/// caller set on `cmd` itself. Called by every runner here; long-running
+/// children spawned elsewhere (QEMU, swtpm) call it before `spawn`.
+pub fn scrub_secrets(cmd: &mut Command) {
+    for name in SECRET_ENV {
+        let explicit = cmd
+            .get_envs()
+            .any(|(k, v)| k == std::ffi::OsStr::new(name) && v.is_some());
+        if !explicit {
+            cmd.env_remove(name);
+        }
+    }
+}
 
 /// Errors from running an external program.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +147,7 @@ impl CommandRunExt for Command {
     fn run_get_string(&mut self) -> Result<String, CmdError> {
         let line = cmdline(self);
         tracing::debug!(command = %line, "running");
+        scrub_secrets(self);
         let out = self
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -158,6 +181,7 @@ impl CommandRunExt for Command {
     fn run_streaming(&mut self, on_line: &mut dyn FnMut(&str)) -> Result<(), CmdError> {
         let line = cmdline(self);
         tracing::debug!(command = %line, "running");
+        scrub_secrets(self);
         let mut child = self
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

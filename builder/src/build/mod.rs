@@ -225,12 +225,6 @@ fn release(
     out_dir: &Path,
     outs: &outputs::Outputs,
 ) -> anyhow::Result<()> {
-    if let Some(pw) = &args.sign_key_password_file {
-        let text =
-            std::fs::read_to_string(pw).with_context(|| format!("reading {}", pw.display()))?;
-        // The supply chain reads the password from the environment.
-        std::env::set_var("KEEL_KEY_PASSWORD", text.trim_end_matches('\n'));
-    }
     let ctx = crate::supply::ReleaseContext {
         out_dir: out_dir.to_path_buf(),
         image_name: prep.spec.image.name.clone(),
@@ -244,7 +238,10 @@ fn release(
         verity_roothash: record.verity_roothash.clone(),
         sign_key: args.sign_key.clone(),
     };
-    crate::supply::after_build(&ctx).context("writing the release manifest")
+    // The password goes from its file into memory, never into the
+    // environment every later child would inherit.
+    crate::supply::after_build(&ctx, args.sign_key_password_file.as_deref())
+        .context("writing the release manifest")
 }
 
 /// A fresh work directory beside the outputs (same file system, so results move cheaply).

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use keel_cmd::CommandRunExt;
 
-use super::{manifest, sign_repo};
+use super::{committed_serial, header_for, manifest, sign_repo};
 
 fn git(repo: &Path) -> Command {
     let mut c = Command::new("git");
@@ -49,9 +49,20 @@ fn sign_commits_a_manifest_of_the_committed_tree_that_cosign_verifies() {
     let (key_path, pub_path) =
         crate::supply::sign::generate_key_pair(&d.path().join("cosign"), b"pw").expect("keys");
     let key = crate::supply::sign::load_signing_key(&key_path, b"pw").expect("load");
-    sign_repo(&repo, "HEAD", &key, true).expect("sign");
+    let header = header_for(&repo, "HEAD", "store-1", None, None).expect("header");
+    assert_eq!(
+        header,
+        manifest::Header::new("store-1", "main", 1).expect("h"),
+        "ref from the branch checked out, first serial 1"
+    );
+    sign_repo(&repo, "HEAD", &header, &key, true).expect("sign");
+    assert_eq!(committed_serial(&repo, "HEAD").expect("serial"), 1);
 
     let text = std::fs::read_to_string(repo.join(manifest::MANIFEST_PATH)).expect("manifest");
+    assert!(
+        text.starts_with("keel-bundle-manifest v2\nstore store-1\nref main\nserial 1\n"),
+        "{text}"
+    );
     assert!(text.contains(" 100644 app.yaml\n"), "{text}");
     assert!(!text.contains("untracked"), "{text}");
     // The committed tree (HEAD now includes .keel/) matches the signed manifest.
@@ -71,8 +82,28 @@ fn sign_commits_a_manifest_of_the_committed_tree_that_cosign_verifies() {
         .arg(&tar)
         .run()
         .expect("untar");
-    assert_eq!(manifest::build(&check).expect("rebuild"), text);
+    assert_eq!(manifest::build(&check, &header).expect("rebuild"), text);
     assert!(check.join(manifest::SIGNATURE_PATH).is_file());
+
+    // The next signature derives serial 2 from the committed manifest; an
+    // explicit serial at or below the committed one is refused.
+    let next = header_for(&repo, "HEAD", "store-1", None, None).expect("next");
+    assert_eq!(next.serial, 2);
+    let e = header_for(&repo, "HEAD", "store-1", None, Some(1))
+        .expect_err("serial 1 again")
+        .to_string();
+    assert!(e.contains("not above serial 1"), "{e}");
+    let explicit =
+        header_for(&repo, "HEAD", "store-1", Some("prod".into()), Some(40)).expect("explicit");
+    assert_eq!((explicit.reference.as_str(), explicit.serial), ("prod", 40));
+    git(&repo)
+        .args(["checkout", "-q", "--detach"])
+        .run()
+        .expect("detach");
+    let e = header_for(&repo, "HEAD", "store-1", None, None)
+        .expect_err("detached")
+        .to_string();
+    assert!(e.contains("--ref"), "{e}");
 
     if Command::new("cosign").arg("version").run().is_err() {
         keel_testbed::report_skip(format_args!(

@@ -53,8 +53,7 @@ pub struct ReleaseContext {
     /// The unified kernel image, for the expected PCR 11 / PCR 4 values.
     pub uki: Option<PathBuf>,
     pub verity_roothash: Option<String>,
-    /// Encrypted cosign private key; password from `KEEL_KEY_PASSWORD` or the
-    /// file named by `KEEL_KEY_PASSWORD_FILE`.
+    /// Encrypted cosign private key; for the password see [`after_build`].
     pub sign_key: Option<PathBuf>,
 }
 
@@ -193,30 +192,34 @@ pub fn keel_binaries(root: &Path) -> anyhow::Result<Vec<sbom::Binary>> {
 }
 
 /// Writes `manifest.json` into the output directory and, with a signing key,
-/// signs it and every artifact.
-pub fn after_build(ctx: &ReleaseContext) -> anyhow::Result<()> {
-    let manifest = release::build_manifest(ctx).context("building release manifest")?;
-    let path = ctx.out_dir.join(release::MANIFEST_FILE);
-    write_atomic(&path, manifest.to_json().as_bytes())?;
-    tracing::info!(path = %path.display(), artifacts = manifest.artifacts.len(), "wrote release manifest");
+/// signs it and every artifact. The key password is read into memory from
+/// `password_file` (first line), else the file named by
+/// `KEEL_KEY_PASSWORD_FILE`, else `KEEL_KEY_PASSWORD`, and handed to the
+/// signing code; it is never put into the process environment, so no child
+/// (mkosi, git, ...) can inherit it.
+pub fn after_build(ctx: &ReleaseContext, password_file: Option<&Path>) -> anyhow::Result<()> {
+    if ctx.sign_key.is_none() {
+        return write_manifest(ctx);
+    }
+    let env_file = std::env::var_os("KEEL_KEY_PASSWORD_FILE").map(PathBuf::from);
+    let pw = sign::password(password_file.or(env_file.as_deref()))?;
+    after_build_with_password(ctx, &pw)
+}
+
+/// [`after_build`] with the key password given.
+pub fn after_build_with_password(ctx: &ReleaseContext, password: &[u8]) -> anyhow::Result<()> {
+    write_manifest(ctx)?;
     if let Some(key) = &ctx.sign_key {
-        let pw_file = std::env::var_os("KEEL_KEY_PASSWORD_FILE").map(PathBuf::from);
-        let pw = sign::password(pw_file.as_deref())?;
-        release::sign_dir(&ctx.out_dir, key, &pw).context("signing release")?;
+        release::sign_dir(&ctx.out_dir, key, password).context("signing release")?;
     }
     Ok(())
 }
 
-/// [`after_build`] with the key password given instead of read from the environment.
-pub fn after_build_with_password(ctx: &ReleaseContext, password: &[u8]) -> anyhow::Result<()> {
-    let unsigned = ReleaseContext {
-        sign_key: None,
-        ..ctx.clone()
-    };
-    after_build(&unsigned)?;
-    if let Some(key) = &ctx.sign_key {
-        release::sign_dir(&ctx.out_dir, key, password).context("signing release")?;
-    }
+fn write_manifest(ctx: &ReleaseContext) -> anyhow::Result<()> {
+    let manifest = release::build_manifest(ctx).context("building release manifest")?;
+    let path = ctx.out_dir.join(release::MANIFEST_FILE);
+    write_atomic(&path, manifest.to_json().as_bytes())?;
+    tracing::info!(path = %path.display(), artifacts = manifest.artifacts.len(), "wrote release manifest");
     Ok(())
 }
 

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context as _};
 use keel_manifest::{Artifact, Build, Image, Manifest, Sbom, FORMAT_VERSION};
+use sha2::{Digest as _, Sha256};
 
 use super::{image, pcr, sbom, sign, ReleaseContext};
 
@@ -121,11 +122,15 @@ pub fn build_manifest(ctx: &ReleaseContext) -> anyhow::Result<Manifest> {
 
 /// Signs `manifest.json` and every artifact it lists (`F.sig`, `F.sigstore.json`).
 /// Checks sizes and digests against the manifest first, so a file changed
-/// after the build is never signed.
+/// after the build is never signed. Each file is read once: the digest
+/// checked is the digest signed, and the manifest signed is the buffer parsed.
 pub fn sign_dir(dir: &Path, key_path: &Path, password: &[u8]) -> anyhow::Result<()> {
     let key = sign::load_signing_key(key_path, password)?;
     let manifest_path = dir.join(MANIFEST_FILE);
-    let m = keel_manifest::load(&manifest_path)?;
+    let bytes = std::fs::read(&manifest_path)
+        .with_context(|| format!("reading {}", manifest_path.display()))?;
+    let text = std::str::from_utf8(&bytes).context("manifest.json is not UTF-8")?;
+    let m = keel_manifest::parse(text).context("parsing manifest.json")?;
     for a in &m.artifacts {
         let p = dir.join(&a.name);
         let (digest, size) = sign::sha256_file(&p)?;
@@ -135,10 +140,11 @@ pub fn sign_dir(dir: &Path, key_path: &Path, password: &[u8]) -> anyhow::Result<
                 a.name
             );
         }
-        sign::sign_file(&key, &p).with_context(|| format!("signing {}", a.name))?;
+        sign::sign_file_digest(&key, &p, &digest).with_context(|| format!("signing {}", a.name))?;
         tracing::info!(file = %a.name, "signed");
     }
-    sign::sign_file(&key, &manifest_path).context("signing manifest.json")?;
+    let digest: [u8; 32] = Sha256::digest(&bytes).into();
+    sign::sign_file_digest(&key, &manifest_path, &digest).context("signing manifest.json")?;
     tracing::info!(file = MANIFEST_FILE, "signed");
     Ok(())
 }

@@ -49,13 +49,16 @@ pub fn password(file: Option<&Path>) -> anyhow::Result<Zeroizing<Vec<u8>>> {
 /// SHA-256 of a file, read in a stream; also returns its size.
 pub fn sha256_file(path: &Path) -> anyhow::Result<([u8; 32], u64)> {
     let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    sha256_reader(&mut f).with_context(|| format!("reading {}", path.display()))
+}
+
+/// SHA-256 of everything `r` yields, read in a stream; also returns the size.
+pub fn sha256_reader(r: &mut impl Read) -> std::io::Result<([u8; 32], u64)> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let n = r.read(&mut buf)?;
         if n == 0 {
             break;
         }
@@ -169,6 +172,15 @@ pub fn bundle(
 /// `FILE.sigstore.json` (bundle). Returns the file's digest.
 pub fn sign_file(key: &SigningKey, file: &Path) -> anyhow::Result<[u8; 32]> {
     let (digest, _) = sha256_file(file)?;
+    sign_file_digest(key, file, &digest)?;
+    Ok(digest)
+}
+
+/// Writes `FILE.sig` and `FILE.sigstore.json` for `digest`, the digest of
+/// `file`'s content the caller has already read and checked (so what is
+/// signed is what was checked: the file is not read again).
+pub fn sign_file_digest(key: &SigningKey, file: &Path, digest: &[u8; 32]) -> anyhow::Result<()> {
+    let digest = *digest;
     let der = sign_digest(key, &digest)?;
     let sig_path = suffixed(file, ".sig");
     super::write_atomic(&sig_path, B64.encode(&der).as_bytes())?;
@@ -177,7 +189,7 @@ pub fn sign_file(key: &SigningKey, file: &Path) -> anyhow::Result<[u8; 32]> {
         &suffixed(file, ".sigstore.json"),
         format!("{b}\n").as_bytes(),
     )?;
-    Ok(digest)
+    Ok(())
 }
 
 /// `path` with `suffix` appended to its file name.

@@ -2,13 +2,22 @@
 //! artifact's size, digest and signature (and its bundle), then the SBOMs
 //! embedded in the image against the manifest. Stops at the first mismatch and
 //! names the file and the reason.
+//!
+//! Every file is read once and what was verified is what is used: the
+//! manifest is parsed from the buffer its signature was checked over, and
+//! the SBOMs are read out of the raw image through the file descriptor it
+//! was hashed through (`/proc/self/fd/N`), so replacing a file after its
+//! check changes nothing the verification reports on.
 
+use std::fs::File;
+use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use p256::ecdsa::VerifyingKey;
 use serde::Serialize;
+use sha2::{Digest as _, Sha256};
 
 use super::release::MANIFEST_FILE;
 use super::{image, sign};
@@ -89,28 +98,44 @@ impl Ctx {
 
     fn run(&mut self) -> Step<()> {
         let mpath = self.dir.join(MANIFEST_FILE);
-        let (mdigest, _) = match sign::sha256_file(&mpath) {
-            Ok(d) => d,
-            Err(e) => return fail(MANIFEST_FILE, format!("{e:#}")),
+        // Read once: the signature is checked over these bytes, and the same
+        // buffer is parsed; the path is not opened again.
+        let bytes = match std::fs::read(&mpath) {
+            Ok(b) => b,
+            Err(e) => return fail(MANIFEST_FILE, format!("reading: {e}")),
         };
+        let mdigest: [u8; 32] = Sha256::digest(&bytes).into();
         self.check_signature(MANIFEST_FILE, &mdigest)?;
-        let m = match keel_manifest::load(&mpath) {
+        hooks::after(MANIFEST_FILE);
+        let m = match std::str::from_utf8(&bytes)
+            .map_err(|_| "not UTF-8".to_string())
+            .and_then(|t| keel_manifest::parse(t).map_err(|e| e.to_string()))
+        {
             Ok(m) => m,
-            Err(e) => return fail(MANIFEST_FILE, e.to_string()),
+            Err(e) => return fail(MANIFEST_FILE, e),
         };
+        // The raw image stays open: its SBOMs are read through this descriptor.
+        let mut raw_file: Option<File> = None;
         for a in &m.artifacts {
             let p = self.dir.join(&a.name);
-            let size = match std::fs::metadata(&p) {
-                Ok(md) => md.len(),
+            let mut f = match File::open(&p) {
+                Ok(f) => f,
                 Err(e) => return fail(&a.name, format!("missing: {e}")),
+            };
+            let size = match f.metadata() {
+                Ok(md) => md.len(),
+                Err(e) => return fail(&a.name, format!("stat: {e}")),
             };
             if size != a.size {
                 return fail(&a.name, format!("size is {size}, manifest says {}", a.size));
             }
-            let (d, _) = match sign::sha256_file(&p) {
+            let (d, read) = match sign::sha256_reader(&mut f) {
                 Ok(d) => d,
-                Err(e) => return fail(&a.name, format!("{e:#}")),
+                Err(e) => return fail(&a.name, format!("reading: {e}")),
             };
+            if read != a.size {
+                return fail(&a.name, format!("size is {read}, manifest says {}", a.size));
+            }
             if hex::encode(d) != a.sha256 {
                 return fail(
                     &a.name,
@@ -121,7 +146,11 @@ impl Ctx {
                 .checked
                 .push(format!("{}: size and sha256", a.name));
             self.check_signature(&a.name, &d)?;
+            if a.name.ends_with(".raw") && raw_file.is_none() {
+                raw_file = Some(f);
+            }
         }
+        hooks::after("artifacts");
         let raw = m.artifacts.iter().find(|a| a.name.ends_with(".raw"));
         match (raw, m.sboms.is_empty()) {
             (_, true) => self
@@ -137,10 +166,16 @@ impl Ctx {
                     file: raw.name.clone(),
                     reason: e.to_string(),
                 })?;
+                // The verified inode, whatever the path names by now.
+                let image_path = match &raw_file {
+                    Some(f) => {
+                        PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), f.as_raw_fd()))
+                    }
+                    None => return fail(&raw.name, "raw image was not opened"),
+                };
                 for s in &m.sboms {
                     let out = tmp.path().join(s.path.replace('/', "_"));
-                    if let Err(e) = image::copy_from_image(&self.dir.join(&raw.name), &s.path, &out)
-                    {
+                    if let Err(e) = image::copy_from_image(&image_path, &s.path, &out) {
                         return fail(
                             &raw.name,
                             format!("reading {} from the image: {e:#}", s.path),
@@ -165,6 +200,32 @@ impl Ctx {
             }
         }
         Ok(())
+    }
+}
+
+/// Test hooks: a test runs code at a named point of [`Ctx::run`] (after the
+/// manifest's signature is checked, after every artifact is) to replace a
+/// file behind the verifier's back. Per thread, so tests stay independent.
+pub(crate) mod hooks {
+    /// A test's hook: called with the name of the point reached.
+    #[cfg(test)]
+    pub type Hook = Box<dyn FnMut(&str)>;
+
+    #[cfg(test)]
+    thread_local! {
+        pub static AFTER: std::cell::RefCell<Option<Hook>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
+    /// Runs the hook, if a test set one, with the point's name.
+    #[cfg_attr(not(test), allow(unused_variables))]
+    pub fn after(point: &str) {
+        #[cfg(test)]
+        AFTER.with(|h| {
+            if let Some(f) = h.borrow_mut().as_mut() {
+                f(point)
+            }
+        });
     }
 }
 

@@ -25,6 +25,7 @@ impl Tracked {
     /// Spawns `cmd` (logged like keel-cmd does), naming it `name` in logs.
     pub fn spawn(name: &'static str, cmd: &mut Command) -> anyhow::Result<Self> {
         tracing::debug!(command = %keel_cmd::cmdline(cmd), "starting {name}");
+        keel_cmd::scrub_secrets(cmd);
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {name} (`{}`)", keel_cmd::cmdline(cmd)))?;

@@ -1,5 +1,6 @@
-//! GitOps source: where a store's nodes pull their signed bundle from, and the
-//! trust root they check its signature against.
+//! GitOps source: where a store's nodes pull their signed bundle from, the
+//! trust root they check its signature against, and the store id the
+//! bundle's signed header must name.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -47,6 +48,7 @@ impl GitopsIssuer {
             out.insert(
                 store.clone(),
                 Material::Gitops(GitopsJoin {
+                    store: Some(store.clone()),
                     url: c.url.clone(),
                     reference: c.git_ref.clone(),
                     trust_root: read(&c.trust_root)?,

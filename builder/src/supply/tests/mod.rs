@@ -5,6 +5,7 @@
 
 mod dpkg;
 mod keyscan;
+mod once;
 mod pcr;
 mod sbom;
 mod sign;

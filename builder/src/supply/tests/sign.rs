@@ -10,7 +10,7 @@ use keel_cmd::CommandRunExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PW: &[u8] = b"correct horse";
+pub(super) const PW: &[u8] = b"correct horse";
 
 fn cosign_verify(pubkey: &Path, file: &Path) -> bool {
     let sig = suffixed(file, ".sig");
@@ -43,7 +43,7 @@ fn cosign_verify_bundle(pubkey: &Path, file: &Path, trusted_root: &Path) -> bool
 }
 
 /// A GPT disk image with one x86-64 root partition (ext4) holding `files`.
-fn disk_image(dir: &Path, files: &[(&str, &[u8])]) -> Option<PathBuf> {
+pub(super) fn disk_image(dir: &Path, files: &[(&str, &[u8])]) -> Option<PathBuf> {
     let root = dir.join("rootfs");
     for (p, data) in files {
         let f = root.join(p.trim_start_matches('/'));
@@ -78,7 +78,7 @@ fn disk_image(dir: &Path, files: &[(&str, &[u8])]) -> Option<PathBuf> {
 }
 
 /// Key pairs shared by the tests of this file (scrypt makes generation slow).
-fn keys() -> (PathBuf, PathBuf, PathBuf) {
+pub(super) fn keys() -> (PathBuf, PathBuf, PathBuf) {
     static KEYS: std::sync::OnceLock<(tempfile::TempDir, PathBuf, PathBuf, PathBuf)> =
         std::sync::OnceLock::new();
     let k = KEYS.get_or_init(|| {
@@ -90,15 +90,15 @@ fn keys() -> (PathBuf, PathBuf, PathBuf) {
     (k.1.clone(), k.2.clone(), k.3.clone())
 }
 
-struct Release {
+pub(super) struct Release {
     _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    pubkey: PathBuf,
+    pub(super) dir: PathBuf,
+    pub(super) pubkey: PathBuf,
     other_pub: PathBuf,
     trusted_root: PathBuf,
 }
 
-fn release(embedded_spdx: &[u8]) -> Option<Release> {
+pub(super) fn release(embedded_spdx: &[u8]) -> Option<Release> {
     for tool in ["mkfs.ext4", "sfdisk", "debugfs"] {
         if super::skip_without("release tests", tool) {
             return None;
