@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::admission::{AllowEntry, NodeRow, NodeStatus};
 use crate::audit::{self, Entry};
+use crate::issue::Issuer;
 use crate::store::Store;
 
 /// Parses the purchasing allow-list CSV: `ek_sha256,serial,store` per line; an
@@ -62,6 +63,20 @@ pub struct Admin {
     pub config_sha256: String,
     /// Who (`admin:<user>`).
     pub actor: String,
+    /// The join-material issuers whose `revoke` withdraws a node's material.
+    pub issuers: Vec<Arc<dyn Issuer>>,
+}
+
+/// What revoking or re-enrolling a node took back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Withdrawn {
+    /// Node certificate serials newly revoked (listed in `GET /v1/crl`).
+    pub cert_serials: Vec<String>,
+    /// Per issuer that withdrew something: (kind, what was done / is left to do).
+    pub notes: Vec<(String, String)>,
+    /// Per issuer whose revoke failed: (kind, error). The node's status has
+    /// changed anyway; that material may still work until retried.
+    pub failures: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -134,25 +149,30 @@ impl Admin {
         Ok(())
     }
 
-    /// Revokes a node.
-    pub async fn revoke(&self, node: &str) -> anyhow::Result<()> {
+    /// Revokes a node, then takes its material back: its node certificates
+    /// are marked revoked (CRL) and every issuer's `revoke` runs. Revoking a
+    /// revoked node again retries the withdrawal (after a failure).
+    pub async fn revoke(&self, node: &str) -> anyhow::Result<Withdrawn> {
+        let store_id = self.store_of(node).await?;
         let e = self.entry("revoke", node, "-> revoked".into());
         use NodeStatus::*;
         self.store
-            .set_status(node, &[Pending, Approved, Admitted], Revoked, None, e)
+            .set_status(node, &[Pending, Approved, Admitted, Revoked], Revoked, None, e)
             .await?;
-        Ok(())
+        self.withdraw(node, &store_id).await
     }
 
     /// Allows an enrolled (or revoked) node to enroll again: with the same EK
-    /// after re-imaging, or bound to a new EK after an RMA.
-    pub async fn reenroll(&self, node: &str, new_ek: Option<&str>) -> anyhow::Result<()> {
+    /// after re-imaging, or bound to a new EK after an RMA. What the node held
+    /// before is taken back as on revoke (it gets fresh material when it enrolls).
+    pub async fn reenroll(&self, node: &str, new_ek: Option<&str>) -> anyhow::Result<Withdrawn> {
         if let Some(ek) = new_ek {
             anyhow::ensure!(
                 ek.len() == 64 && ek.bytes().all(|b| b.is_ascii_hexdigit()),
                 "{ek:?} is not a hex SHA-256"
             );
         }
+        let store_id = self.store_of(node).await?;
         let new_ek = new_ek.map(|s| s.to_ascii_lowercase());
         let detail = match &new_ek {
             Some(ek) => format!("re-enroll with new EK {ek}"),
@@ -169,7 +189,56 @@ impl Admin {
                 e,
             )
             .await?;
-        Ok(())
+        self.withdraw(node, &store_id).await
+    }
+
+    async fn store_of(&self, node: &str) -> anyhow::Result<String> {
+        let nodes = self.store.nodes(None).await?;
+        let n = nodes
+            .into_iter()
+            .find(|n| n.node_id == node)
+            .with_context(|| format!("no node {node} (see `keel-enroll nodes list`)"))?;
+        Ok(n.store_id)
+    }
+
+    /// Revokes the node's certificates and calls every issuer's `revoke`
+    /// (off the async workers: issuers may block); each outcome is audited.
+    async fn withdraw(&self, node: &str, store_id: &str) -> anyhow::Result<Withdrawn> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut out = Withdrawn {
+            cert_serials: self.store.revoke_certs(node, store_id, now).await?,
+            ..Default::default()
+        };
+        let mut e = self.entry(
+            "cert-revoke",
+            node,
+            format!("node certificates revoked: [{}]", out.cert_serials.join(", ")),
+        );
+        e.store_id = store_id.into();
+        self.store.audit(e).await?;
+        for issuer in &self.issuers {
+            let (i, n, st) = (issuer.clone(), node.to_owned(), store_id.to_owned());
+            let r = tokio::task::spawn_blocking(move || i.revoke(&n, &st))
+                .await
+                .map_err(|e| anyhow::anyhow!("{} revoke panicked: {e}", issuer.kind()))?;
+            let kind = issuer.kind().to_string();
+            let mut e = self.entry("issuer-revoke", node, String::new());
+            e.store_id = store_id.into();
+            match r {
+                Ok(None) => continue,
+                Ok(Some(note)) => {
+                    e.detail = format!("{kind}: {note}");
+                    out.notes.push((kind, note));
+                }
+                Err(err) => {
+                    e.decision = format!("failed:{kind}");
+                    e.detail = format!("{kind}: {err}");
+                    out.failures.push((kind, err.to_string()));
+                }
+            }
+            self.store.audit(e).await?;
+        }
+        Ok(out)
     }
 
     /// Verifies the audit chain; returns (rows, head hash).

@@ -107,6 +107,7 @@ impl Harness {
             store: self.store(),
             config_sha256: self.loaded.sha256.clone(),
             actor: "admin:test".into(),
+            issuers: self.app.issuers.clone(),
         }
     }
 

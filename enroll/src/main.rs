@@ -40,10 +40,13 @@ async fn admin(cli: &Cli) -> anyhow::Result<Admin> {
     let user = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_else(|_| "unknown".into());
+    let issuers = keel_enroll::issue::from_config(&loaded.config, store.clone())
+        .context("loading join-material issuers (to take material back on revoke)")?;
     Ok(Admin {
         store,
         config_sha256: loaded.sha256,
         actor: format!("admin:{user}"),
+        issuers,
     })
 }
 
@@ -102,12 +105,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("approved {node}");
                 }
                 NodesCmd::Revoke { node } => {
-                    a.revoke(node).await?;
+                    let w = a.revoke(node).await?;
                     println!("revoked {node}");
+                    print_withdrawn(node, "revoke", &w)?;
                 }
                 NodesCmd::Reenroll { node, ek } => {
-                    a.reenroll(node, ek.as_deref()).await?;
+                    let w = a.reenroll(node, ek.as_deref()).await?;
                     println!("{node} may enroll again");
+                    print_withdrawn(node, "reenroll", &w)?;
                 }
             }
         }
@@ -135,6 +140,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// Prints what was taken back; fails (non-zero exit) when an issuer could
+/// not withdraw its material, saying what to do.
+fn print_withdrawn(node: &str, cmd: &str, w: &keel_enroll::admin::Withdrawn) -> anyhow::Result<()> {
+    if !w.cert_serials.is_empty() {
+        println!(
+            "node certificates revoked (published in GET /v1/crl): {}",
+            w.cert_serials.join(", ")
+        );
+    }
+    for (kind, note) in &w.notes {
+        println!("{kind}: {note}");
+    }
+    for (kind, err) in &w.failures {
+        eprintln!("error: {kind}: could not take back {node}'s material: {err}");
+    }
+    anyhow::ensure!(
+        w.failures.is_empty(),
+        "{node}'s status changed, but {} issuer(s) failed to withdraw its material ({}), which may \
+         still work: fix the cause shown above and run `keel-enroll nodes revoke {node}` again{}",
+        w.failures.len(),
+        w.failures
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        if cmd == "reenroll" {
+            format!(", then `keel-enroll nodes reenroll {node}`")
+        } else {
+            String::new()
+        }
+    );
     Ok(())
 }
 
