@@ -224,3 +224,54 @@ impl Issuer for AcmeEabIssuer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(extra: &str) -> AcmeEabConfig {
+        toml::from_str(&format!("directory-url = \"https://acme/dir\"\n{extra}")).expect("toml")
+    }
+
+    async fn issuer(c: AcmeEabConfig) -> Result<AcmeEabIssuer, IssueError> {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = crate::store::open(&format!("sqlite:{}", dir.path().join("db").display()))
+            .await
+            .expect("store");
+        let mut m = BTreeMap::new();
+        m.insert("s1".to_string(), c);
+        AcmeEabIssuer::new(m, store, tokio::runtime::Handle::current())
+    }
+
+    #[tokio::test]
+    async fn exactly_one_kind_of_key_is_configured() {
+        let shared = issuer(cfg("key-id = \"k\"\nhmac-key = \"h\"\n")).await.expect("shared");
+        assert!(!shared.blocks(), "a shared key needs no database");
+        let pool = issuer(cfg("keys = [{ id = \"a\", hmac = \"h1\" }, { id = \"b\", hmac = \"h2\" }]\n"))
+            .await
+            .expect("pool");
+        assert!(pool.blocks(), "pool assignments wait on the database");
+        for bad in [
+            "",
+            "key-id = \"k\"\n",
+            "key-id = \"k\"\nhmac-key = \"h\"\nkeys = [{ id = \"a\", hmac = \"h\" }]\n",
+            "keys = [{ id = \"a\", hmac = \"h1\" }, { id = \"a\", hmac = \"h2\" }]\n",
+        ] {
+            let e = issuer(cfg(bad)).await.expect_err(bad);
+            assert!(matches!(e, IssueError::Config(_)), "{bad:?}: {e}");
+            eprintln!("{bad:?}: {e}");
+        }
+        assert!(toml::from_str::<AcmeEabConfig>(
+            "directory-url = \"x\"\nkeys = [{ id = \"a\", hmac = \"h\", extra = 1 }]\n"
+        )
+        .is_err());
+    }
+
+    #[tokio::test]
+    async fn shared_key_revoke_tells_the_admin_to_rotate() {
+        let shared = issuer(cfg("key-id = \"k1\"\nhmac-key = \"h\"\n")).await.expect("shared");
+        let note = shared.revoke("n1", "s1").expect("revoke").expect("note");
+        assert!(note.contains("rotate") && note.contains("k1"), "{note}");
+        assert_eq!(shared.revoke("n1", "other").expect("revoke"), None);
+    }
+}
