@@ -147,8 +147,8 @@ impl Identity {
 
     fn csr(&self) -> Result<Vec<u8>> {
         let key = rcgen::KeyPair::from_pem(&self.key_pem).context("parsing the node key")?;
-        let mut params = rcgen::CertificateParams::new(vec![self.node_id.clone()])
-            .context("CSR parameters")?;
+        let mut params =
+            rcgen::CertificateParams::new(vec![self.node_id.clone()]).context("CSR parameters")?;
         params.distinguished_name = rcgen::DistinguishedName::new();
         params
             .distinguished_name

@@ -103,7 +103,10 @@ async fn node_renews_its_certificate_when_a_third_of_the_lifetime_remains() {
     first_boot_state(&h, dir.path(), "renew-n1", time::Duration::hours(2)).await;
     let first = identity::Identity::load(dir.path()).expect("load");
     let key_before = std::fs::read(dir.path().join("node-key.pem")).expect("key");
-    match identity::renew_if_due(dir.path(), now()).await.expect("check") {
+    match identity::renew_if_due(dir.path(), now())
+        .await
+        .expect("check")
+    {
         Renewal::NotDue { serial, due_at } => {
             assert_eq!(serial, first.serial);
             assert_eq!(due_at, identity::due_at(first.not_before, first.not_after));
@@ -135,11 +138,18 @@ async fn node_renews_its_certificate_when_a_third_of_the_lifetime_remains() {
         key_before,
         "same key"
     );
-    let rec = h.store().cert(&new_serial).await.expect("db").expect("recorded");
+    let rec = h
+        .store()
+        .cert(&new_serial)
+        .await
+        .expect("db")
+        .expect("recorded");
     assert_eq!(rec.node_id, "renew-n1");
     // The renewed certificate (service default: 7 days) is not due now.
     assert!(matches!(
-        identity::renew_if_due(dir.path(), now()).await.expect("check"),
+        identity::renew_if_due(dir.path(), now())
+            .await
+            .expect("check"),
         Renewal::NotDue { .. }
     ));
 

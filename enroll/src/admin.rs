@@ -157,7 +157,13 @@ impl Admin {
         let e = self.entry("revoke", node, "-> revoked".into());
         use NodeStatus::*;
         self.store
-            .set_status(node, &[Pending, Approved, Admitted, Revoked], Revoked, None, e)
+            .set_status(
+                node,
+                &[Pending, Approved, Admitted, Revoked],
+                Revoked,
+                None,
+                e,
+            )
             .await?;
         self.withdraw(node, &store_id).await
     }
@@ -212,7 +218,10 @@ impl Admin {
         let mut e = self.entry(
             "cert-revoke",
             node,
-            format!("node certificates revoked: [{}]", out.cert_serials.join(", ")),
+            format!(
+                "node certificates revoked: [{}]",
+                out.cert_serials.join(", ")
+            ),
         );
         e.store_id = store_id.into();
         self.store.audit(e).await?;

@@ -117,7 +117,10 @@ async fn suite(h: &Harness) {
     let sign_a = |b: &[u8]| ia.sign(b);
     c.report(&report("rv-a"), &cert_a, sign_a).await.unwrap();
     let rec = h.store().cert(&serial(&cert_a)).await.unwrap().unwrap();
-    assert_eq!((rec.node_id.as_str(), rec.store_id.as_str()), ("rv-a", "store-1"));
+    assert_eq!(
+        (rec.node_id.as_str(), rec.store_id.as_str()),
+        ("rv-a", "store-1")
+    );
     assert_eq!(rec.revoked_at, None);
 
     // Renewal with the valid certificate: a new certificate, new serial, recorded.
@@ -132,7 +135,13 @@ async fn suite(h: &Harness) {
     let (_, ca) = X509Certificate::from_der(&ca_der).unwrap();
     parsed.verify_signature(Some(ca.public_key())).unwrap();
     assert_eq!(
-        parsed.subject().iter_common_name().next().unwrap().as_str().unwrap(),
+        parsed
+            .subject()
+            .iter_common_name()
+            .next()
+            .unwrap()
+            .as_str()
+            .unwrap(),
         "rv-a"
     );
     assert!(h.store().cert(&serial(&cert_a2)).await.unwrap().is_some());
@@ -142,15 +151,23 @@ async fn suite(h: &Harness) {
     let e = c.renew(&renewal("rv-b", &ia), &cert_a2, sign_a).await;
     assert_eq!(code(e), RejectCode::IdentityConflict);
     // Signed by another key than the certificate's.
-    let e = c.renew(&renewal("rv-a", &ia), &cert_a2, |b| ib.sign(b)).await;
+    let e = c
+        .renew(&renewal("rv-a", &ia), &cert_a2, |b| ib.sign(b))
+        .await;
     assert_eq!(code(e), RejectCode::SignatureInvalid);
     let e = c.report(&report("rv-a"), &cert_a2, |b| ib.sign(b)).await;
     assert_eq!(code(e), RejectCode::SignatureInvalid);
     // Signed by the node CA, but never issued (no record): unknown.
     let forged = node_ca(h).sign("rv-a", &ia.csr("rv-a")).unwrap();
     let forged = pem_first_der(&forged.pem).unwrap();
-    assert_eq!(code(c.report(&report("rv-a"), &forged, sign_a).await), RejectCode::CertUnknown);
-    assert_eq!(code(c.renew(&renewal("rv-a", &ia), &forged, sign_a).await), RejectCode::CertUnknown);
+    assert_eq!(
+        code(c.report(&report("rv-a"), &forged, sign_a).await),
+        RejectCode::CertUnknown
+    );
+    assert_eq!(
+        code(c.renew(&renewal("rv-a", &ia), &forged, sign_a).await),
+        RejectCode::CertUnknown
+    );
     // Issued by another CA: unknown.
     let other_dir = tempfile::tempdir().unwrap();
     keel_enroll::devcerts::write(other_dir.path(), &[]).unwrap();
@@ -161,7 +178,10 @@ async fn suite(h: &Harness) {
     )
     .unwrap();
     let alien = pem_first_der(&other.sign("rv-a", &ia.csr("rv-a")).unwrap().pem).unwrap();
-    assert_eq!(code(c.report(&report("rv-a"), &alien, sign_a).await), RejectCode::CertUnknown);
+    assert_eq!(
+        code(c.report(&report("rv-a"), &alien, sign_a).await),
+        RejectCode::CertUnknown
+    );
 
     // Expired (issued and recorded, lifetime over): refused by report and renew.
     let old = node_ca(h)
@@ -181,8 +201,14 @@ async fn suite(h: &Harness) {
         .unwrap();
     assert!(recorded);
     let old = pem_first_der(&old.pem).unwrap();
-    assert_eq!(code(c.report(&report("rv-a"), &old, sign_a).await), RejectCode::CertExpired);
-    assert_eq!(code(c.renew(&renewal("rv-a", &ia), &old, sign_a).await), RejectCode::CertExpired);
+    assert_eq!(
+        code(c.report(&report("rv-a"), &old, sign_a).await),
+        RejectCode::CertExpired
+    );
+    assert_eq!(
+        code(c.renew(&renewal("rv-a", &ia), &old, sign_a).await),
+        RejectCode::CertExpired
+    );
 
     // Nothing revoked yet.
     let (serials, n0) = crl_serials(h, &c).await;
@@ -194,9 +220,18 @@ async fn suite(h: &Harness) {
         assert!(w.cert_serials.contains(&s), "{s} in {:?}", w.cert_serials);
     }
     assert!(w.failures.is_empty(), "{:?}", w.failures);
-    assert_eq!(code(c.report(&report("rv-a"), &cert_a2, sign_a).await), RejectCode::Revoked);
-    assert_eq!(code(c.report(&report("rv-a"), &cert_a, sign_a).await), RejectCode::Revoked);
-    assert_eq!(code(c.renew(&renewal("rv-a", &ia), &cert_a2, sign_a).await), RejectCode::Revoked);
+    assert_eq!(
+        code(c.report(&report("rv-a"), &cert_a2, sign_a).await),
+        RejectCode::Revoked
+    );
+    assert_eq!(
+        code(c.report(&report("rv-a"), &cert_a, sign_a).await),
+        RejectCode::Revoked
+    );
+    assert_eq!(
+        code(c.renew(&renewal("rv-a", &ia), &cert_a2, sign_a).await),
+        RejectCode::Revoked
+    );
     let (serials, n1) = crl_serials(h, &c).await;
     let mut want = vec![serial(&cert_a), serial(&cert_a2)];
     want.sort();
@@ -208,7 +243,10 @@ async fn suite(h: &Harness) {
     c.report(&report("rv-b"), &cert_b, sign_b).await.unwrap();
     let w = admin.reenroll("rv-b", None).await.unwrap();
     assert_eq!(w.cert_serials, vec![serial(&cert_b)]);
-    assert_eq!(code(c.report(&report("rv-b"), &cert_b, sign_b).await), RejectCode::Revoked);
+    assert_eq!(
+        code(c.report(&report("rv-b"), &cert_b, sign_b).await),
+        RejectCode::Revoked
+    );
     let (serials, n2) = crl_serials(h, &c).await;
     assert!(serials.contains(&serial(&cert_b)));
     assert!(n2 > n1);

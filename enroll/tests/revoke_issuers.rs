@@ -56,7 +56,9 @@ async fn revoke_removes_the_cephx_key_from_a_real_cluster() {
     if keel_testbed::skip_unless_root_and(&["ceph", "ceph-mon", "ceph-osd"]) {
         return;
     }
-    let cluster = tokio::task::spawn_blocking(CephCluster::shared).await.unwrap();
+    let cluster = tokio::task::spawn_blocking(CephCluster::shared)
+        .await
+        .unwrap();
     let Some(cl) = or_skip(cluster) else { return };
     let h = harness_with(format!(
         "[stores.store-1.ceph]\nconf = \"{}\"\nadmin-keyring = \"{}\"\n",
@@ -79,7 +81,9 @@ async fn revoke_removes_the_cephx_key_from_a_real_cluster() {
     let w = h.admin().revoke("ceph-rv-1").await.unwrap();
     assert!(w.failures.is_empty(), "{:?}", w.failures);
     assert!(
-        w.notes.iter().any(|(k, n)| k == "ceph" && n.contains("client.keel-ceph-rv-1")),
+        w.notes
+            .iter()
+            .any(|(k, n)| k == "ceph" && n.contains("client.keel-ceph-rv-1")),
         "{:?}",
         w.notes
     );
@@ -97,7 +101,12 @@ async fn revoke_removes_the_cephx_key_from_a_real_cluster() {
     let refused = refused.expect_err("the old key no longer authenticates");
     eprintln!("old node key after revoke: {refused}");
     let rows = h.store().audit_rows().await.unwrap();
-    assert!(audit_has(&rows, "issuer-revoke", "ceph-rv-1", "ceph auth rm"));
+    assert!(audit_has(
+        &rows,
+        "issuer-revoke",
+        "ceph-rv-1",
+        "ceph auth rm"
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,7 +115,12 @@ async fn eab_pool_gives_each_node_its_own_key_and_never_reissues_a_revoked_one()
         return;
     }
     let keys: BTreeMap<String, String> = (1..=3)
-        .map(|i| (format!("keel-pool-{i}"), keel_testbed::pebble::random_b64url(32)))
+        .map(|i| {
+            (
+                format!("keel-pool-{i}"),
+                keel_testbed::pebble::random_b64url(32),
+            )
+        })
         .collect();
     let opts = PebbleOptions {
         eab_keys: keys.clone(),
@@ -154,15 +168,26 @@ async fn eab_pool_gives_each_node_its_own_key_and_never_reissues_a_revoked_one()
     assert!(wrong.is_err());
     // Asking again for an admitted node returns the key it holds.
     let pool_ids: Vec<String> = keys.keys().cloned().collect();
-    let again = h.store().eab_assign("store-1", "eab-n1", &pool_ids, 0).await;
+    let again = h
+        .store()
+        .eab_assign("store-1", "eab-n1", &pool_ids, 0)
+        .await;
     assert_eq!(again.unwrap().as_deref(), Some("keel-pool-1"));
 
     // Revoke n1: its key is marked revoked and the admin is told to deactivate it.
     let w = h.admin().revoke("eab-n1").await.unwrap();
     assert!(w.failures.is_empty(), "{:?}", w.failures);
-    let note = &w.notes.iter().find(|(k, _)| k == "acme-eab").expect("eab note").1;
+    let note = &w
+        .notes
+        .iter()
+        .find(|(k, _)| k == "acme-eab")
+        .expect("eab note")
+        .1;
     eprintln!("admin told: {note}");
-    assert!(note.contains("keel-pool-1") && note.contains("deactivate"), "{note}");
+    assert!(
+        note.contains("keel-pool-1") && note.contains("deactivate"),
+        "{note}"
+    );
     let rows = h.store().audit_rows().await.unwrap();
     assert!(audit_has(&rows, "issuer-revoke", "eab-n1", "keel-pool-1"));
 
@@ -183,8 +208,15 @@ async fn eab_pool_gives_each_node_its_own_key_and_never_reissues_a_revoked_one()
     assert!(e.is_retryable());
     let rows = h.store().audit_rows().await.unwrap();
     assert!(audit_has(&rows, "issue-failed", "eab-n3", "used up"));
-    let assigned = h.store().eab_assign("store-1", "eab-n3", &pool_ids, 0).await;
-    assert_eq!(assigned.unwrap(), None, "keel-pool-1 is never handed out again");
+    let assigned = h
+        .store()
+        .eab_assign("store-1", "eab-n3", &pool_ids, 0)
+        .await;
+    assert_eq!(
+        assigned.unwrap(),
+        None,
+        "keel-pool-1 is never handed out again"
+    );
 }
 
 /// Opens an ACME account on pebble with an EAB key (what the node does).
@@ -237,11 +269,17 @@ async fn failing_issuer_revoke_is_reported_by_the_cli_and_audited() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("stdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(!out.status.success(), "a failed withdrawal fails the command");
+    assert!(
+        !out.status.success(),
+        "a failed withdrawal fails the command"
+    );
     assert!(stdout.contains("revoked fail-rv"));
     assert!(stdout.contains("node certificates revoked"));
     assert!(stderr.contains("ceph") && stderr.contains("/nonexistent/ceph.conf does not exist"));
-    assert!(stderr.contains("run `keel-enroll nodes revoke fail-rv` again"), "{stderr}");
+    assert!(
+        stderr.contains("run `keel-enroll nodes revoke fail-rv` again"),
+        "{stderr}"
+    );
     let rows = h.store().audit_rows().await.unwrap();
     assert!(rows.iter().any(|r| r.entry.action == "issuer-revoke"
         && r.entry.node_id == "fail-rv"

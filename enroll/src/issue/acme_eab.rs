@@ -245,11 +245,15 @@ mod tests {
 
     #[tokio::test]
     async fn exactly_one_kind_of_key_is_configured() {
-        let shared = issuer(cfg("key-id = \"k\"\nhmac-key = \"h\"\n")).await.expect("shared");
-        assert!(!shared.blocks(), "a shared key needs no database");
-        let pool = issuer(cfg("keys = [{ id = \"a\", hmac = \"h1\" }, { id = \"b\", hmac = \"h2\" }]\n"))
+        let shared = issuer(cfg("key-id = \"k\"\nhmac-key = \"h\"\n"))
             .await
-            .expect("pool");
+            .expect("shared");
+        assert!(!shared.blocks(), "a shared key needs no database");
+        let pool = issuer(cfg(
+            "keys = [{ id = \"a\", hmac = \"h1\" }, { id = \"b\", hmac = \"h2\" }]\n",
+        ))
+        .await
+        .expect("pool");
         assert!(pool.blocks(), "pool assignments wait on the database");
         for bad in [
             "",
@@ -269,7 +273,9 @@ mod tests {
 
     #[tokio::test]
     async fn shared_key_revoke_tells_the_admin_to_rotate() {
-        let shared = issuer(cfg("key-id = \"k1\"\nhmac-key = \"h\"\n")).await.expect("shared");
+        let shared = issuer(cfg("key-id = \"k1\"\nhmac-key = \"h\"\n"))
+            .await
+            .expect("shared");
         let note = shared.revoke("n1", "s1").expect("revoke").expect("note");
         assert!(note.contains("rotate") && note.contains("k1"), "{note}");
         assert_eq!(shared.revoke("n1", "other").expect("revoke"), None);

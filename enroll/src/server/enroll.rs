@@ -15,8 +15,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use keel_attest::protocol::{
-    Decision, EnrollInfo, FinishRequest, JoinMaterial, NodeIdentity, PcrBank, PcrSelection, RejectCode,
-    RejectReason, StartRequest, StartResponse,
+    Decision, EnrollInfo, FinishRequest, JoinMaterial, NodeIdentity, PcrBank, PcrSelection,
+    RejectCode, RejectReason, StartRequest, StartResponse,
 };
 use keel_attest::verify::{SessionSecrets, VerifyError};
 use sha2::{Digest, Sha256};
@@ -283,21 +283,34 @@ async fn issue(app: &Arc<App>, s: &SessionRow, audit: Entry) -> Response {
     } else {
         Ok(issue_all(app, s))
     };
-    match issued {
+    // The node certificate is recorded before the node gets it (report and
+    // renew refuse unrecorded certificates); a failure here rolls back too.
+    let issued = match issued {
         Ok(Ok((join, cert))) => match app.store.record_cert(&cert).await {
-            Ok(true) => reply(
-                StatusCode::OK,
-                Decision::Admitted {
-                    node_id: s.node_id.clone(),
-                    join: Box::new(join),
-                },
-            ),
-            Ok(false) => internal(format!(
-                "node {} was revoked while its join material was issued",
-                s.node_id
-            )),
-            Err(e) => internal(e),
+            Ok(true) => Ok(Ok(join)),
+            Ok(false) => {
+                let msg = format!(
+                    "node {} is no longer admitted (revoked while its join material was issued)",
+                    s.node_id
+                );
+                return internal(msg);
+            }
+            Err(e) => Ok(Err(format!(
+                "recording node certificate {}: {e}",
+                cert.serial
+            ))),
         },
+        Ok(Err(msg)) => Ok(Err(msg)),
+        Err(e) => Err(e),
+    };
+    match issued {
+        Ok(Ok(join)) => reply(
+            StatusCode::OK,
+            Decision::Admitted {
+                node_id: s.node_id.clone(),
+                join: Box::new(join),
+            },
+        ),
         Ok(Err(msg)) => {
             let mut a = audit;
             a.action = "issue-failed".into();

@@ -115,7 +115,10 @@ pub async fn authenticate(
         }
         Err(e) => {
             tracing::error!("looking up certificate {serial}: {e}");
-            return Err((RejectCode::Internal, "the service failed; retry later".into()));
+            return Err((
+                RejectCode::Internal,
+                "the service failed; retry later".into(),
+            ));
         }
     };
     if cert.node_id != node_id {
@@ -127,7 +130,9 @@ pub async fn authenticate(
     if let Some(at) = cert.revoked_at {
         return Err((
             RejectCode::Revoked,
-            format!("node certificate serial {serial} of {node_id} was revoked (at unix time {at})"),
+            format!(
+                "node certificate serial {serial} of {node_id} was revoked (at unix time {at})"
+            ),
         ));
     }
     Ok(Signer { node_id, cert })

@@ -88,7 +88,10 @@ pub async fn renew(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes)
         Ok(false) => {
             return deny(
                 RejectCode::Revoked,
-                format!("node {} is not admitted (revoked or re-enrolling)", r.node_id),
+                format!(
+                    "node {} is not admitted (revoked or re-enrolling)",
+                    r.node_id
+                ),
             )
         }
         Err(e) => {
@@ -141,9 +144,9 @@ pub async fn crl(State(app): State<Arc<App>>) -> Response {
         let fresh = now.unix_timestamp() - cache.built_at < CRL_REFRESH;
         if cache.der.is_empty() || cache.revoked != revoked || !fresh {
             let number = ((now.unix_timestamp_nanos() / 1_000_000) as u64).max(cache.number + 1);
-            let built =
-                app.node_cert
-                    .crl(&revoked, number, ::time::Duration::hours(CRL_VALIDITY));
+            let built = app
+                .node_cert
+                .crl(&revoked, number, ::time::Duration::hours(CRL_VALIDITY));
             match built {
                 Ok(der) => {
                     *cache = CrlCache {

@@ -37,7 +37,11 @@ impl RevocationStore for PgStore {
     async fn cert(&self, serial: &str) -> Result<Option<CertRow>, StoreError> {
         let conn = self.pool.get().await.map_err(pool_err)?;
         let q = format!("SELECT {CERT_COLS} FROM node_certs WHERE serial = $1");
-        Ok(conn.query_opt(&q, &[&serial]).await?.as_ref().map(cert_from))
+        Ok(conn
+            .query_opt(&q, &[&serial])
+            .await?
+            .as_ref()
+            .map(cert_from))
     }
 
     async fn revoke_certs(
@@ -65,7 +69,12 @@ impl RevocationStore for PgStore {
             "SELECT {CERT_COLS} FROM node_certs
              WHERE revoked_at IS NOT NULL AND not_after >= $1 ORDER BY serial"
         );
-        Ok(conn.query(&q, &[&now]).await?.iter().map(cert_from).collect())
+        Ok(conn
+            .query(&q, &[&now])
+            .await?
+            .iter()
+            .map(cert_from)
+            .collect())
     }
 
     async fn eab_assign(

@@ -2,7 +2,8 @@
 //! portable between SQLite and PostgreSQL; backend-specific triggers follow).
 
 /// Ordered migrations; the index + 1 is the schema version.
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE sessions (
     id TEXT PRIMARY KEY,
     node_id TEXT NOT NULL,
