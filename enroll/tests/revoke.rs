@@ -266,10 +266,53 @@ async fn suite(h: &Harness) {
     admin.audit_verify().await.unwrap();
 }
 
+/// The EAB pool bookkeeping of the store (the issuer's SQL on this backend).
+async fn eab_pool(h: &Harness) {
+    let st = h.store();
+    let pool: Vec<String> = ["k1", "k2", "k3"].map(String::from).to_vec();
+    let got = |r: Result<Option<String>, _>| r.unwrap();
+    assert_eq!(
+        got(st.eab_assign("s9", "a", &pool, 1).await).as_deref(),
+        Some("k1")
+    );
+    assert_eq!(
+        got(st.eab_assign("s9", "a", &pool, 2).await).as_deref(),
+        Some("k1"),
+        "held"
+    );
+    assert_eq!(
+        got(st.eab_assign("s9", "b", &pool, 3).await).as_deref(),
+        Some("k2")
+    );
+    // Another store has its own pool.
+    assert_eq!(
+        got(st.eab_assign("s8", "a", &pool, 3).await).as_deref(),
+        Some("k1")
+    );
+    assert_eq!(
+        st.eab_revoke("s9", "a", 4).await.unwrap(),
+        vec!["k1".to_string()]
+    );
+    assert!(
+        st.eab_revoke("s9", "a", 5).await.unwrap().is_empty(),
+        "twice is fine"
+    );
+    assert_eq!(
+        got(st.eab_assign("s9", "a", &pool, 6).await).as_deref(),
+        Some("k3")
+    );
+    assert_eq!(
+        got(st.eab_assign("s9", "c", &pool, 7).await),
+        None,
+        "k1 never again"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_and_renewal_sqlite() {
     let h = harness(None).await;
     suite(&h).await;
+    eab_pool(&h).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,4 +329,5 @@ async fn revocation_and_renewal_postgres() {
     };
     let h = harness(Some(pg.url())).await;
     suite(&h).await;
+    eab_pool(&h).await;
 }
