@@ -93,12 +93,15 @@ pub enum NodesCmd {
         /// Node id.
         node: String,
     },
-    /// Revoke a node.
+    /// Revoke a node and take its material back: node certificates revoked
+    /// (CRL), Ceph key removed, EAB key retired (prints what to deactivate at
+    /// the CA). Exits non-zero if an issuer could not withdraw; run it again.
     Revoke {
         /// Node id.
         node: String,
     },
-    /// Allow an enrolled node to enroll again (re-imaging: same EK; RMA: --ek).
+    /// Allow an enrolled node to enroll again (re-imaging: same EK; RMA: --ek);
+    /// what it held before is taken back as on revoke.
     Reenroll {
         /// Node id.
         node: String,
