@@ -40,14 +40,21 @@ async fn admin(cli: &Cli) -> anyhow::Result<Admin> {
     let user = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_else(|_| "unknown".into());
-    let issuers = keel_enroll::issue::from_config(&loaded.config, store.clone())
-        .context("loading join-material issuers (to take material back on revoke)")?;
     Ok(Admin {
         store,
         config_sha256: loaded.sha256,
         actor: format!("admin:{user}"),
-        issuers,
+        issuers: Vec::new(),
     })
+}
+
+/// An admin context that can also take material back (revoke, reenroll): the
+/// issuers of the configuration's `[stores.*]` tables.
+fn with_issuers(cli: &Cli, mut a: Admin) -> anyhow::Result<Admin> {
+    let loaded = Config::load(&cli.config)?;
+    a.issuers = keel_enroll::issue::from_config(&loaded.config, a.store.clone())
+        .context("loading join-material issuers (to take the node's material back)")?;
+    Ok(a)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -105,12 +112,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("approved {node}");
                 }
                 NodesCmd::Revoke { node } => {
-                    let w = a.revoke(node).await?;
+                    let w = with_issuers(&cli, a)?.revoke(node).await?;
                     println!("revoked {node}");
                     print_withdrawn(node, "revoke", &w)?;
                 }
                 NodesCmd::Reenroll { node, ek } => {
-                    let w = a.reenroll(node, ek.as_deref()).await?;
+                    let w = with_issuers(&cli, a)?.reenroll(node, ek.as_deref()).await?;
                     println!("{node} may enroll again");
                     print_withdrawn(node, "reenroll", &w)?;
                 }
