@@ -11,6 +11,7 @@ pub mod cli;
 pub mod enroll;
 pub mod fsutil;
 pub mod gitops;
+pub mod identity;
 pub mod logging;
 pub mod machine;
 pub mod progress;

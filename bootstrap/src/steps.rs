@@ -256,41 +256,18 @@ fn save_report_config(ctx: &Ctx) -> Result<()> {
 
 /// Tells keel-enroll which revision is applied, signed with the node key
 /// (the service checks the node certificate it issued and the signature).
-/// Used by first boot and by the `sync` timer.
+/// Used by first boot and by the `sync` timer. The node certificate is
+/// renewed first when a third of its lifetime remains ([`crate::identity`]);
+/// a failed renewal is logged and the report still goes out with the old one.
 pub async fn report_applied(state_dir: &Path, out: &crate::gitops::SyncOutcome) -> Result<()> {
-    use p256::ecdsa::signature::Signer;
-    use p256::pkcs8::DecodePrivateKey;
-
-    let read = |name: &str| {
-        std::fs::read_to_string(state_dir.join(name))
-            .with_context(|| format!("reading {}", state_dir.join(name).display()))
-    };
-    let cfg: serde_json::Value =
-        serde_json::from_str(&read(REPORT_CONFIG)?).context("parsing report.json")?;
-    let (Some(url), Some(ca)) = (cfg["enroll-url"].as_str(), cfg["enroll-ca"].as_str()) else {
-        anyhow::bail!("report.json names no enroll-url/enroll-ca");
-    };
-    let key = p256::ecdsa::SigningKey::from_pkcs8_pem(&read(files::NODE_KEY)?)
-        .map_err(|e| anyhow::anyhow!("parsing the node key: {e}"))?;
-    let chain = read(files::NODE_CERT)?;
-    let (_, pem) = x509_parser::pem::parse_x509_pem(chain.as_bytes())
-        .map_err(|e| anyhow::anyhow!("parsing the node certificate: {e}"))?;
-    let node_id = x509_parser::parse_x509_certificate(&pem.contents)
-        .map_err(|e| anyhow::anyhow!("parsing the node certificate: {e}"))?
-        .1
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .context("the node certificate has no common name")?
-        .to_string();
-    let client = keel_attest::client::EnrollClient::new(url, ca)?;
-    let report = crate::gitops::report::node_report(&node_id, out);
-    crate::gitops::report::send(&client, &report, &pem.contents, |body| {
-        let sig: p256::ecdsa::Signature = key.sign(body);
-        sig.to_der().as_bytes().to_vec()
-    })
-    .await?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    match crate::identity::renew_if_due(state_dir, now).await {
+        Ok(r) => tracing::debug!("node certificate: {r:?}"),
+        Err(e) => tracing::warn!("node certificate renewal: {e:#}"),
+    }
+    let id = crate::identity::Identity::load(state_dir)?;
+    let report = crate::gitops::report::node_report(&id.node_id, out);
+    crate::gitops::report::send(&id.client, &report, &id.cert_der, |body| id.sign(body)).await?;
     tracing::info!("reported revision {} to keel-enroll", out.rev());
     Ok(())
 }

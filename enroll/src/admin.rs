@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::admission::{AllowEntry, NodeRow, NodeStatus};
 use crate::audit::{self, Entry};
 use crate::audit_sign::{AuditKey, AuditPub, HeadReport, SignedHead};
+use crate::issue::Issuer;
 use crate::store::{NodeKey, Store};
 
 /// The actor of admin commands: `admin:<name>` of the real user id (getuid,
@@ -113,6 +114,20 @@ pub struct Admin {
     pub actor: String,
     /// The audit signing key (signs the chain tip after each change and exports).
     pub audit_key: Arc<AuditKey>,
+    /// The join-material issuers whose `revoke` withdraws a node's material.
+    pub issuers: Vec<Arc<dyn Issuer>>,
+}
+
+/// What revoking or re-enrolling a node took back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Withdrawn {
+    /// Node certificate serials newly revoked (listed in `GET /v1/crl`).
+    pub cert_serials: Vec<String>,
+    /// Per issuer that withdrew something: (kind, what was done / is left to do).
+    pub notes: Vec<(String, String)>,
+    /// Per issuer whose revoke failed: (kind, error). The node's status has
+    /// changed anyway; that material may still work until retried.
+    pub failures: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -240,16 +255,25 @@ impl Admin {
         Ok(())
     }
 
-    /// Revokes a node.
-    pub async fn revoke(&self, node: &str) -> anyhow::Result<()> {
+    /// Revokes a node, then takes its material back: its node certificates
+    /// are marked revoked (CRL) and every issuer's `revoke` runs. Revoking a
+    /// revoked node again retries the withdrawal (after a failure).
+    pub async fn revoke(&self, node: &str) -> anyhow::Result<Withdrawn> {
         let key = self.resolve(node).await?;
         let e = self.node_entry("revoke", &key, "-> revoked".into());
         use NodeStatus::*;
         self.store
-            .set_status(&key, &[Pending, Approved, Admitted], Revoked, None, e)
+            .set_status(
+                &key,
+                &[Pending, Approved, Admitted, Revoked],
+                Revoked,
+                None,
+                e,
+            )
             .await?;
+        let w = self.withdraw(&key).await;
         self.signed().await;
-        Ok(())
+        w
     }
 
     /// Deletes a pending or revoked node's row, freeing its id in its store
@@ -267,8 +291,9 @@ impl Admin {
     }
 
     /// Allows an enrolled (or revoked) node to enroll again: with the same EK
-    /// after re-imaging, or bound to a new EK after an RMA.
-    pub async fn reenroll(&self, node: &str, new_ek: Option<&str>) -> anyhow::Result<()> {
+    /// after re-imaging, or bound to a new EK after an RMA. What the node held
+    /// before is taken back as on revoke (it gets fresh material when it enrolls).
+    pub async fn reenroll(&self, node: &str, new_ek: Option<&str>) -> anyhow::Result<Withdrawn> {
         let key = self.resolve(node).await?;
         let new_ek = new_ek.map(parse_ek).transpose()?;
         let detail = match &new_ek {
@@ -286,8 +311,51 @@ impl Admin {
                 e,
             )
             .await?;
+        let w = self.withdraw(&key).await;
         self.signed().await;
-        Ok(())
+        w
+    }
+
+    /// Revokes the node's certificates and calls every issuer's `revoke`
+    /// (off the async workers: issuers may block); each outcome is audited.
+    async fn withdraw(&self, key: &NodeKey) -> anyhow::Result<Withdrawn> {
+        let (node, store_id) = (key.node_id.as_str(), key.store_id.as_str());
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut out = Withdrawn {
+            cert_serials: self.store.revoke_certs(node, store_id, now).await?,
+            ..Default::default()
+        };
+        let e = self.node_entry(
+            "cert-revoke",
+            key,
+            format!(
+                "node certificates revoked: [{}]",
+                out.cert_serials.join(", ")
+            ),
+        );
+        self.store.audit(e).await?;
+        for issuer in &self.issuers {
+            let (i, n, st) = (issuer.clone(), node.to_owned(), store_id.to_owned());
+            let r = tokio::task::spawn_blocking(move || i.revoke(&n, &st))
+                .await
+                .map_err(|e| anyhow::anyhow!("{} revoke panicked: {e}", issuer.kind()))?;
+            let kind = issuer.kind().to_string();
+            let mut e = self.node_entry("issuer-revoke", key, String::new());
+            match r {
+                Ok(None) => continue,
+                Ok(Some(note)) => {
+                    e.detail = format!("{kind}: {note}");
+                    out.notes.push((kind, note));
+                }
+                Err(err) => {
+                    e.decision = format!("failed:{kind}");
+                    e.detail = format!("{kind}: {err}");
+                    out.failures.push((kind, err.to_string()));
+                }
+            }
+            self.store.audit(e).await?;
+        }
+        Ok(out)
     }
 
     /// Signs the chain tip after a change; a failure is reported, the change stands.

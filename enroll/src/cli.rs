@@ -105,7 +105,9 @@ pub enum NodesCmd {
         /// Node: STORE/NODE, or NODE when the id is unique across stores.
         node: String,
     },
-    /// Revoke a node.
+    /// Revoke a node and take its material back: node certificates revoked
+    /// (CRL), Ceph key removed, EAB key retired (prints what to deactivate at
+    /// the CA). Exits non-zero if an issuer could not withdraw; run it again.
     Revoke {
         /// Node: STORE/NODE, or NODE when the id is unique across stores.
         node: String,
@@ -115,7 +117,8 @@ pub enum NodesCmd {
         /// Node: STORE/NODE, or NODE when the id is unique across stores.
         node: String,
     },
-    /// Allow an enrolled node to enroll again (re-imaging: same EK; RMA: --ek).
+    /// Allow an enrolled node to enroll again (re-imaging: same EK; RMA: --ek);
+    /// what it held before is taken back as on revoke.
     Reenroll {
         /// Node: STORE/NODE, or NODE when the id is unique across stores.
         node: String,

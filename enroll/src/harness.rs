@@ -129,6 +129,7 @@ impl Harness {
             config_sha256: self.loaded.sha256.clone(),
             actor: "admin:test".into(),
             audit_key: self.audit_key.clone(),
+            issuers: self.app.issuers.clone(),
         }
     }
 

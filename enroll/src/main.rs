@@ -49,6 +49,7 @@ async fn admin(cli: &Cli) -> anyhow::Result<Admin> {
         config_sha256: loaded.sha256,
         actor: keel_enroll::admin::os_actor(),
         audit_key,
+        issuers: Vec::new(),
     })
 }
 
@@ -61,6 +62,15 @@ fn audit_pub(cli: &Cli, key: Option<&std::path::Path>) -> anyhow::Result<AuditPu
             Ok(AuditKey::load(&loaded.config.audit_key)?.public().clone())
         }
     }
+}
+
+/// An admin context that can also take material back (revoke, reenroll): the
+/// issuers of the configuration's `[stores.*]` tables.
+fn with_issuers(cli: &Cli, mut a: Admin) -> anyhow::Result<Admin> {
+    let loaded = Config::load(&cli.config)?;
+    a.issuers = keel_enroll::issue::from_config(&loaded.config, a.store.clone())
+        .context("loading join-material issuers (to take the node's material back)")?;
+    Ok(a)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -138,16 +148,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("approved {node}");
                 }
                 NodesCmd::Revoke { node } => {
-                    a.revoke(node).await?;
+                    let w = with_issuers(&cli, a)?.revoke(node).await?;
                     println!("revoked {node}");
+                    print_withdrawn(node, "revoke", &w)?;
                 }
                 NodesCmd::Delete { node } => {
                     a.delete(node).await?;
                     println!("deleted {node}");
                 }
                 NodesCmd::Reenroll { node, ek } => {
-                    a.reenroll(node, ek.as_deref()).await?;
+                    let w = with_issuers(&cli, a)?.reenroll(node, ek.as_deref()).await?;
                     println!("{node} may enroll again");
+                    print_withdrawn(node, "reenroll", &w)?;
                 }
             }
         }
@@ -197,6 +209,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// Prints what was taken back; fails (non-zero exit) when an issuer could
+/// not withdraw its material, saying what to do.
+fn print_withdrawn(node: &str, cmd: &str, w: &keel_enroll::admin::Withdrawn) -> anyhow::Result<()> {
+    if !w.cert_serials.is_empty() {
+        println!(
+            "node certificates revoked (published in GET /v1/crl): {}",
+            w.cert_serials.join(", ")
+        );
+    }
+    for (kind, note) in &w.notes {
+        println!("{kind}: {note}");
+    }
+    for (kind, err) in &w.failures {
+        eprintln!("error: {kind}: could not take back {node}'s material: {err}");
+    }
+    anyhow::ensure!(
+        w.failures.is_empty(),
+        "{node}'s status changed, but {} issuer(s) failed to withdraw its material ({}), which may \
+         still work: fix the cause shown above and run `keel-enroll nodes revoke {node}` again{}",
+        w.failures.len(),
+        w.failures
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        if cmd == "reenroll" {
+            format!(", then `keel-enroll nodes reenroll {node}`")
+        } else {
+            String::new()
+        }
+    );
     Ok(())
 }
 

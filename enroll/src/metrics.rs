@@ -66,7 +66,7 @@ pub enum Counted {
 }
 
 /// Every reject code, in slot order ([`code_slot`] is its inverse).
-const CODES: [RejectCode; 29] = {
+const CODES: [RejectCode; 32] = {
     use RejectCode::*;
     [
         UnsupportedVersion,
@@ -97,6 +97,9 @@ const CODES: [RejectCode; 29] = {
         Revoked,
         RateLimited,
         Internal,
+        SignatureInvalid,
+        CertUnknown,
+        CertExpired,
         Unknown,
     ]
 };
@@ -134,7 +137,10 @@ fn code_slot(c: RejectCode) -> usize {
         Revoked => 25,
         RateLimited => 26,
         Internal => 27,
-        Unknown => 28,
+        SignatureInvalid => 28,
+        CertUnknown => 29,
+        CertExpired => 30,
+        Unknown => 31,
     }
 }
 

@@ -90,13 +90,17 @@ async fn metrics_count_outcomes_and_prometheus_scrapes_them() {
     );
     let deadline = Instant::now() + Duration::from_secs(90);
     let value = loop {
-        let v: serde_json::Value = http.get(&query).send().await.unwrap().json().await.unwrap();
+        // Until it is ready Prometheus answers 503 with a plain-text body.
+        let r = http.get(&query).send().await.unwrap();
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         if let Some(x) = v["data"]["result"][0]["value"][1].as_str() {
             break x.to_string();
         }
         assert!(
             Instant::now() < deadline,
-            "Prometheus never ingested a scrape: {v}"
+            "Prometheus never ingested a scrape: HTTP {status} {body}"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };

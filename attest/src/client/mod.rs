@@ -19,7 +19,10 @@ use crate::protocol::{
     paths, Decision, FinishRequest, RejectCode, RejectReason, StartRequest, StartResponse,
 };
 
-pub use report::{sign_report_headers, NodeReport, CERT_HEADER, REPORT_PATH, SIGNATURE_HEADER};
+pub use report::{
+    sign_report_headers, NodeReport, RenewRequest, RenewResponse, CERT_HEADER, CRL_PATH,
+    RENEW_PATH, REPORT_PATH, SIGNATURE_HEADER,
+};
 
 /// What went wrong talking to the enrollment service.
 #[derive(Debug, thiserror::Error)]
@@ -157,12 +160,57 @@ impl EnrollClient {
         cert_der: &[u8],
         sign: impl FnOnce(&[u8]) -> Vec<u8>,
     ) -> Result<(), ClientError> {
+        self.signed_post(REPORT_PATH, body, cert_der, sign)
+            .await
+            .map(|_| ())
+    }
+
+    /// Asks for a new node certificate, signed with the current node key and
+    /// certificate like a report.
+    pub async fn renew(
+        &self,
+        body: &RenewRequest,
+        cert_der: &[u8],
+        sign: impl FnOnce(&[u8]) -> Vec<u8>,
+    ) -> Result<RenewResponse, ClientError> {
+        let text = self.signed_post(RENEW_PATH, body, cert_der, sign).await?;
+        serde_json::from_str(&text).map_err(|e| ClientError::Protocol {
+            status: 200,
+            detail: format!("renewal response: {e}"),
+        })
+    }
+
+    /// Fetches the node certificate revocation list (DER).
+    pub async fn crl(&self) -> Result<Vec<u8>, ClientError> {
+        let resp = self
+            .http
+            .get(format!("{}{}", self.base, CRL_PATH))
+            .send()
+            .await
+            .map_err(ClientError::Network)?;
+        let status = resp.status().as_u16();
+        if !(200..=299).contains(&status) {
+            let message = resp.text().await.map_err(ClientError::Network)?;
+            return Err(ClientError::Server { status, message });
+        }
+        Ok(resp.bytes().await.map_err(ClientError::Network)?.to_vec())
+    }
+
+    /// POSTs `body` as JSON with the node certificate and a signature over the
+    /// exact bytes; the response text on success.
+    async fn signed_post<B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+        cert_der: &[u8],
+        sign: impl FnOnce(&[u8]) -> Vec<u8>,
+    ) -> Result<String, ClientError> {
         let bytes = serde_json::to_vec(body)
-            .map_err(|e| ClientError::Config(format!("encoding report: {e}")))?;
+            .map_err(|e| ClientError::Config(format!("encoding {path} body: {e}")))?;
         let (cert_h, sig_h) = sign_report_headers(&bytes, cert_der, sign);
         let resp = self
             .http
-            .post(format!("{}{}", self.base, REPORT_PATH))
+            .post(format!("{}{}", self.base, path))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(CERT_HEADER, cert_h)
             .header(SIGNATURE_HEADER, sig_h)
@@ -173,7 +221,7 @@ impl EnrollClient {
         let status = resp.status().as_u16();
         let text = resp.text().await.map_err(ClientError::Network)?;
         match status {
-            200..=299 => Ok(()),
+            200..=299 => Ok(text),
             500..=599 => Err(ClientError::Server {
                 status,
                 message: text,

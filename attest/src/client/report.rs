@@ -10,6 +10,11 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+/// Path of the node certificate renewal call (authenticated like a report).
+pub const RENEW_PATH: &str = "/v1/nodes/renew";
+/// Path of the node certificate revocation list (DER, signed by the node CA).
+pub const CRL_PATH: &str = "/v1/crl";
+
 /// Path of the report call.
 pub const REPORT_PATH: &str = "/v1/nodes/report";
 /// Header carrying the node certificate, base64 DER.
@@ -40,4 +45,26 @@ pub fn sign_report_headers(
     sign: impl FnOnce(&[u8]) -> Vec<u8>,
 ) -> (String, String) {
     (STANDARD.encode(cert_der), STANDARD.encode(sign(body)))
+}
+
+/// A node certificate renewal request (`POST /v1/nodes/renew`), signed like a
+/// report with the current, valid node key and certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RenewRequest {
+    /// The node id (must equal the certificate's name).
+    pub node_id: String,
+    /// PKCS#10 CSR for the new certificate, DER.
+    pub csr: crate::protocol::B64,
+    /// When the node made the request (refused when minutes off).
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// The renewed identity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RenewResponse {
+    /// The new certificate (and the node CA).
+    pub identity: crate::protocol::NodeIdentity,
 }

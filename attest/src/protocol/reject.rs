@@ -63,8 +63,15 @@ pub enum RejectCode {
     ReleaseDenied,
     /// Another EK already holds this node's identity.
     IdentityConflict,
-    /// This node (or EK) has been revoked.
+    /// This node (or EK, or the node certificate presented) has been revoked.
     Revoked,
+    /// The node certificate presented has expired (or is not yet valid).
+    CertExpired,
+    /// The node certificate presented was not issued by this service (wrong
+    /// CA, or no record of it).
+    CertUnknown,
+    /// A signed node request carries no valid signature by the node key.
+    SignatureInvalid,
     /// Too many attempts; retry later.
     RateLimited,
     /// The service failed internally; retry later.
@@ -105,6 +112,9 @@ impl RejectCode {
             ReleaseDenied => "release-denied",
             IdentityConflict => "identity-conflict",
             Revoked => "revoked",
+            CertExpired => "cert-expired",
+            CertUnknown => "cert-unknown",
+            SignatureInvalid => "signature-invalid",
             RateLimited => "rate-limited",
             Internal => "internal",
             Unknown => "unknown",
@@ -139,6 +149,9 @@ impl RejectCode {
             ReleaseDenied => "This release is withdrawn or older than the store's minimum: re-image the node with a current signed release.",
             IdentityConflict => "Another TPM already holds this node's identity: if the node was replaced (RMA), ask the admin to re-enroll it.",
             Revoked => "This node has been revoked: contact the enrollment admin.",
+            CertExpired => "The node certificate expired before it was renewed: ask the enrollment admin to re-enroll the node (`keel-enroll nodes reenroll NODE`), then reboot it.",
+            CertUnknown => "The node certificate is not one this service issued (another service, or a database restored from before it was issued): ask the admin to re-enroll the node.",
+            SignatureInvalid => "The request was not signed by the node key that matches its certificate: check that node-key.pem and node-cert.pem belong together; re-enroll the node if they do not.",
             RateLimited | Internal => "Nothing to do: the node retries automatically.",
             Unknown => "Contact the enrollment admin with the message shown.",
         }

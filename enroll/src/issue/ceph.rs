@@ -205,16 +205,18 @@ impl Issuer for CephIssuer {
         })))
     }
 
-    fn revoke(&self, node_id: &str, store: &str) -> Result<(), IssueError> {
+    fn revoke(&self, node_id: &str, store: &str) -> Result<Option<String>, IssueError> {
         let Some(cfg) = self.stores.get(store) else {
-            return Ok(());
+            return Ok(None);
         };
         let entity = entity_for(node_id)?;
         check_files(cfg)?;
         // `auth rm` of a missing entity succeeds: revoking twice is fine.
         cfg.ceph(&["auth", "rm", &entity]).run().map_err(backend)?;
         tracing::info!(%entity, store, "removed cephx key");
-        Ok(())
+        Ok(Some(format!(
+            "cephx key {entity} removed from store {store}'s cluster (ceph auth rm)"
+        )))
     }
 }
 

@@ -19,6 +19,9 @@ pub mod ceph;
 pub mod gitops;
 pub mod node_cert;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use keel_attest::protocol::{AcmeJoin, CephJoin, GitopsJoin, NodeIdentity};
 
 /// What an issuer gets to know about the admitted node.
@@ -82,9 +85,48 @@ pub trait Issuer: Send + Sync {
         false
     }
 
-    /// Withdraw what was issued to a node (on revoke / before re-enrolling).
-    /// Default: nothing to withdraw (short-lived or shared material).
-    fn revoke(&self, _node_id: &str, _store: &str) -> Result<(), IssueError> {
-        Ok(())
+    /// Withdraw what was issued to a node (`nodes revoke`, `nodes reenroll`),
+    /// after the node's status changed. `Ok(Some(note))` tells the admin what
+    /// was withdrawn or what is left to do by hand (e.g. deactivate an EAB key
+    /// at the CA); an error is shown to the admin and audited. Must be safe to
+    /// repeat. May block like [`Issuer::issue`]; callers run it off the async
+    /// workers. Default: nothing to withdraw (short-lived or shared material).
+    fn revoke(&self, _node_id: &str, _store: &str) -> Result<Option<String>, IssueError> {
+        Ok(None)
     }
+}
+
+/// The issuers besides the node certificate, from the service configuration:
+/// ACME EAB, GitOps and (when a store has a `ceph` table) Ceph. Shared by the
+/// server and the admin commands (which call their `revoke`). Must be called
+/// inside a tokio runtime (the EAB pool reaches the store through it).
+pub fn from_config(
+    c: &crate::config::Config,
+    store: Arc<dyn crate::store::Store>,
+) -> Result<Vec<Arc<dyn Issuer>>, IssueError> {
+    let acme = c
+        .stores
+        .iter()
+        .filter_map(|(k, v)| v.acme_eab.clone().map(|a| (k.clone(), a)))
+        .collect();
+    let gitops: BTreeMap<_, _> = c
+        .stores
+        .iter()
+        .filter_map(|(k, v)| v.gitops.clone().map(|a| (k.clone(), a)))
+        .collect();
+    let ceph: BTreeMap<_, _> = c
+        .stores
+        .iter()
+        .filter_map(|(k, v)| v.ceph.clone().map(|a| (k.clone(), a)))
+        .collect();
+    let rt = tokio::runtime::Handle::try_current()
+        .map_err(|e| IssueError::Config(format!("issuers need a tokio runtime: {e}")))?;
+    let mut issuers: Vec<Arc<dyn Issuer>> = vec![
+        Arc::new(acme_eab::AcmeEabIssuer::new(acme, store, rt)?),
+        Arc::new(gitops::GitopsIssuer::load(&gitops)?),
+    ];
+    if !ceph.is_empty() {
+        issuers.push(Arc::new(ceph::CephIssuer::new(ceph)));
+    }
+    Ok(issuers)
 }

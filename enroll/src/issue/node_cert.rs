@@ -1,17 +1,33 @@
 //! Node identity certificates: the service's node CA signs the node's CSR into a
 //! short-lived certificate whose only name is the node id (SAN and CN). The node
 //! uses it for mTLS to central services, including `POST /v1/nodes/report`.
+//!
+//! Every certificate signed here is recorded by the server (serial, node,
+//! store, not-after; see [`crate::store::RevocationStore`]); revoked serials
+//! are published in a CRL signed by the same CA ([`NodeCertIssuer::crl`]).
 
 use std::path::Path;
 
 use keel_attest::protocol::NodeIdentity;
 use rcgen::{
-    CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, Issuer as CaIssuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    CertificateParams, CertificateRevocationListParams, CertificateSigningRequestParams,
+    DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer as CaIssuer, KeyIdMethod, KeyPair,
+    KeyUsagePurpose, RevocationReason, RevokedCertParams, SanType, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 
 use super::{IssueError, IssueRequest, Issuer, Material};
+
+/// A freshly signed node certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// The certificate, PEM.
+    pub pem: String,
+    /// Its serial, lower-case hex of the DER INTEGER content (as recorded).
+    pub serial: String,
+    /// Its notAfter, unix seconds.
+    pub not_after: i64,
+}
 
 /// Signs node CSRs with the node CA.
 pub struct NodeCertIssuer {
@@ -51,22 +67,25 @@ impl NodeCertIssuer {
         Self::new(&read(cert)?, &read(key)?, lifetime)
     }
 
-    /// Signs a DER CSR for `node_id` of `store` (CN = node id, OU = store:
-    /// node ids are unique only within a store); the CSR's own names and
-    /// extensions are ignored, only its (self-signature-checked) public key
-    /// is used.
-    pub fn sign(
+    /// Signs a DER CSR for `node_id`; the CSR's own names and extensions are ignored,
+    /// only its (self-signature-checked) public key is used.
+    pub fn sign(&self, node_id: &str, csr_der: &[u8]) -> Result<Signed, IssueError> {
+        self.sign_valid_for(node_id, csr_der, self.lifetime)
+    }
+
+    /// [`NodeCertIssuer::sign`] with another lifetime (tests make expired
+    /// certificates with a negative one).
+    pub fn sign_valid_for(
         &self,
-        store: &str,
         node_id: &str,
         csr_der: &[u8],
-    ) -> Result<(String, String), IssueError> {
+        lifetime: Duration,
+    ) -> Result<Signed, IssueError> {
         check_csr_signature(csr_der)?;
         let csr = CertificateSigningRequestParams::from_der(&csr_der.to_vec().into())
             .map_err(|e| IssueError::InvalidRequest(format!("CSR: {e}")))?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationalUnitName, store);
         dn.push(DnType::CommonName, node_id);
         params.distinguished_name = dn;
         params.subject_alt_names =
@@ -75,8 +94,12 @@ impl NodeCertIssuer {
             })?)];
         let now = OffsetDateTime::now_utc();
         params.not_before = now - Duration::minutes(5);
-        params.not_after = now + self.lifetime;
-        params.serial_number = Some(SerialNumber::from_slice(&rand::random::<[u8; 16]>()));
+        params.not_after = now + lifetime;
+        // 16 random bytes, the first in 0x01..=0x7f: a positive INTEGER whose DER
+        // content is exactly these bytes (what is recorded and put in the CRL).
+        let mut serial = rand::random::<[u8; 16]>();
+        serial[0] = 0x01 | (serial[0] & 0x7f);
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.use_authority_key_identifier_extension = true;
@@ -87,19 +110,53 @@ impl NodeCertIssuer {
         let cert = csr
             .signed_by(&self.ca)
             .map_err(|e| IssueError::InvalidRequest(format!("signing CSR: {e}")))?;
-        let not_after = params_not_after(now + self.lifetime);
-        Ok((cert.pem(), not_after))
+        Ok(Signed {
+            pem: cert.pem(),
+            serial: hex::encode(serial),
+            not_after: (now + lifetime).unix_timestamp(),
+        })
+    }
+
+    /// A CRL signed by the node CA listing `revoked` (serial hex, revoked-at
+    /// unix seconds), valid `validity`; `number` must grow with every CRL.
+    pub fn crl(
+        &self,
+        revoked: &[(String, i64)],
+        number: u64,
+        validity: Duration,
+    ) -> Result<Vec<u8>, IssueError> {
+        let now = OffsetDateTime::now_utc();
+        let mut revoked_certs = Vec::with_capacity(revoked.len());
+        for (serial, at) in revoked {
+            let bytes = hex::decode(serial)
+                .map_err(|e| IssueError::Config(format!("recorded serial {serial:?}: {e}")))?;
+            revoked_certs.push(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&bytes),
+                revocation_time: OffsetDateTime::from_unix_timestamp(*at).unwrap_or(now),
+                reason_code: Some(RevocationReason::CessationOfOperation),
+                invalidity_date: None,
+            });
+        }
+        let params = CertificateRevocationListParams {
+            this_update: now,
+            next_update: now + validity,
+            crl_number: SerialNumber::from(number),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.ca).map_err(|e| {
+            IssueError::Config(format!(
+                "signing the CRL with the node CA: {e} (the node CA certificate needs the cRLSign key usage)"
+            ))
+        })?;
+        Ok(crl.der().to_vec())
     }
 
     /// The node CA certificate, PEM.
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
     }
-}
-
-fn params_not_after(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// Proof of possession: the CSR must be signed by the key it carries.
@@ -123,9 +180,9 @@ impl Issuer for NodeCertIssuer {
     }
 
     fn issue(&self, req: &IssueRequest<'_>) -> Result<Option<Material>, IssueError> {
-        let (cert_pem, _not_after) = self.sign(req.store, req.node_id, req.csr_der)?;
+        let signed = self.sign(req.node_id, req.csr_der)?;
         Ok(Some(Material::Identity(NodeIdentity {
-            cert_chain_pem: cert_pem,
+            cert_chain_pem: signed.pem,
             ca_pem: Some(self.ca_pem.clone()),
         })))
     }

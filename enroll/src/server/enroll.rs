@@ -15,8 +15,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use keel_attest::protocol::{
-    Decision, EnrollInfo, FinishRequest, JoinMaterial, PcrBank, PcrSelection, RejectCode,
-    RejectReason, StartRequest, StartResponse,
+    Decision, EnrollInfo, FinishRequest, JoinMaterial, NodeIdentity, PcrBank, PcrSelection,
+    RejectCode, RejectReason, StartRequest, StartResponse,
 };
 use keel_attest::verify::{SessionSecrets, VerifyError};
 use sha2::{Digest, Sha256};
@@ -27,7 +27,7 @@ use crate::admission::{Claim, EkCertInfo, Verdict};
 use crate::audit::Entry;
 use crate::issue::{IssueRequest, Material};
 use crate::metrics::Counted;
-use crate::store::{SessionRow, Taken};
+use crate::store::{CertRow, SessionRow, Taken};
 
 /// Seconds a pending node is told to wait before starting again.
 const PENDING_RETRY_SECS: u64 = 60;
@@ -318,6 +318,26 @@ async fn issue(app: &Arc<App>, s: &SessionRow, audit: Entry) -> Response {
     } else {
         Ok(issue_all(app, s))
     };
+    // The node certificate is recorded before the node gets it (report and
+    // renew refuse unrecorded certificates); a failure here rolls back too.
+    let issued = match issued {
+        Ok(Ok((join, cert))) => match app.store.record_cert(&cert).await {
+            Ok(true) => Ok(Ok(join)),
+            Ok(false) => {
+                let msg = format!(
+                    "node {} is no longer admitted (revoked while its join material was issued)",
+                    s.node_id
+                );
+                return internal(msg);
+            }
+            Err(e) => Ok(Err(format!(
+                "recording node certificate {}: {e}",
+                cert.serial
+            ))),
+        },
+        Ok(Err(msg)) => Ok(Err(msg)),
+        Err(e) => Err(e),
+    };
     match issued {
         Ok(Ok(join)) => counted(
             StatusCode::OK,
@@ -351,18 +371,30 @@ async fn issue(app: &Arc<App>, s: &SessionRow, audit: Entry) -> Response {
     }
 }
 
-/// Runs every issuer for an admitted node's session.
-fn issue_all(app: &App, s: &SessionRow) -> Result<JoinMaterial, String> {
+/// Runs every issuer for an admitted node's session; the join material and
+/// the record of the node certificate in it (stored by the caller).
+fn issue_all(app: &App, s: &SessionRow) -> Result<(JoinMaterial, CertRow), String> {
     let req = IssueRequest {
         node_id: &s.node_id,
         store: &s.store_id,
         ek_sha256: &s.ek_sha256,
         csr_der: &s.csr_der,
     };
-    let identity = match crate::issue::Issuer::issue(&*app.node_cert, &req) {
-        Ok(Some(Material::Identity(i))) => i,
-        Ok(_) => return Err("node-cert issuer returned no identity".into()),
-        Err(e) => return Err(format!("node-cert: {e}")),
+    let signed = app
+        .node_cert
+        .sign(&s.node_id, &s.csr_der)
+        .map_err(|e| format!("node-cert: {e}"))?;
+    let cert = CertRow {
+        serial: signed.serial,
+        node_id: s.node_id.clone(),
+        store_id: s.store_id.clone(),
+        not_after: signed.not_after,
+        issued_at: now().unix_timestamp(),
+        revoked_at: None,
+    };
+    let identity = NodeIdentity {
+        cert_chain_pem: signed.pem,
+        ca_pem: Some(app.node_cert.ca_pem().to_owned()),
     };
     let mut join = JoinMaterial {
         identity,
@@ -383,7 +415,7 @@ fn issue_all(app: &App, s: &SessionRow) -> Result<JoinMaterial, String> {
             Err(e) => return Err(format!("{}: {e}", i.kind())),
         }
     }
-    Ok(join)
+    Ok((join, cert))
 }
 
 #[cfg(test)]

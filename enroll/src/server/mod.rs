@@ -1,12 +1,16 @@
 //! The HTTPS service: router, shared state, TLS listener.
 //!
 //! Endpoints: `POST /v1/enroll/start`, `POST /v1/enroll/finish`,
-//! `POST /v1/nodes/report` (signed by the node identity key), `GET /healthz`.
+//! `POST /v1/nodes/report` and `POST /v1/nodes/renew` (signed by the node
+//! identity key), `GET /v1/crl` (revoked node certificates), `GET /healthz`.
 //! Bodies above the configured limit are refused with 413 before parsing.
 
 mod enroll;
 pub use enroll::valid_id;
+mod nodeauth;
+mod renew;
 mod report;
+pub use nodeauth::{check_signature, Signer};
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -16,16 +20,13 @@ use anyhow::Context as _;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
-use keel_attest::client::REPORT_PATH;
+use keel_attest::client::{CRL_PATH, RENEW_PATH, REPORT_PATH};
 use keel_attest::protocol::paths;
 use keel_attest::verify::ekcert::TrustStore;
 use keel_attest::verify::policy::PcrPolicy;
 use keel_attest::verify::Verifier;
 
 use crate::config::Loaded;
-use crate::issue::acme_eab::AcmeEabIssuer;
-use crate::issue::ceph::{CephConfig, CephIssuer};
-use crate::issue::gitops::GitopsIssuer;
 use crate::issue::node_cert::NodeCertIssuer;
 use crate::issue::Issuer;
 use crate::metrics::{Counted, Endpoint};
@@ -56,6 +57,8 @@ pub struct App {
     pub approval_stores: std::collections::BTreeSet<String>,
     /// Counters and latency histograms (`GET /metrics`).
     pub metrics: crate::metrics::Metrics,
+    /// The last CRL built (`GET /v1/crl`).
+    pub crl: std::sync::Mutex<renew::CrlCache>,
 }
 
 impl App {
@@ -143,28 +146,8 @@ impl App {
                 tracing::info!("reference values loaded but not admitted: {why}");
             }
         }
-        let acme = c
-            .stores
-            .iter()
-            .filter_map(|(k, v)| v.acme_eab.clone().map(|a| (k.clone(), a)))
-            .collect();
-        let gitops = c
-            .stores
-            .iter()
-            .filter_map(|(k, v)| v.gitops.clone().map(|a| (k.clone(), a)))
-            .collect();
-        let ceph: std::collections::BTreeMap<String, CephConfig> = c
-            .stores
-            .iter()
-            .filter_map(|(k, v)| v.ceph.clone().map(|a| (k.clone(), a)))
-            .collect();
-        let mut issuers: Vec<Arc<dyn Issuer>> = vec![
-            Arc::new(AcmeEabIssuer::new(acme)),
-            Arc::new(GitopsIssuer::load(&gitops).context("loading GitOps sources")?),
-        ];
-        if !ceph.is_empty() {
-            issuers.push(Arc::new(CephIssuer::new(ceph)));
-        }
+        let issuers =
+            crate::issue::from_config(c, store.clone()).context("loading join-material issuers")?;
         Ok(App {
             verifier: Verifier {
                 trust,
@@ -189,6 +172,7 @@ impl App {
                 .filter(|(_, s)| s.require_approval)
                 .map(|(k, _)| k.clone())
                 .collect(),
+            crl: Default::default(),
         })
     }
 }
@@ -208,6 +192,8 @@ pub fn router(app: Arc<App>, max_body: usize) -> Router {
         .route(paths::START, post(enroll::start))
         .route(paths::FINISH, post(enroll::finish))
         .route(REPORT_PATH, post(report::report))
+        .route(RENEW_PATH, post(renew::renew))
+        .route(CRL_PATH, get(renew::crl))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body))

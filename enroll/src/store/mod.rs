@@ -3,12 +3,17 @@
 //! ([`crate::admission::decide`]) inside one transaction together with the
 //! audit append, so a decision and its audit row are written together or not at all.
 
+mod certs;
+mod certs_pg;
+mod certs_sqlite;
 mod heads;
 mod pg_tls;
 pub mod pg_url;
 pub mod postgres;
 mod schema;
 pub mod sqlite;
+
+pub use certs::{CertRow, RevocationStore};
 
 use std::sync::Arc;
 
@@ -143,7 +148,7 @@ pub enum Taken {
 
 /// The storage interface.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: RevocationStore + Send + Sync {
     /// Backend name (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
 

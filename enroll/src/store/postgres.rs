@@ -19,7 +19,7 @@ const AUDIT_LOCK: i64 = 0x006b_6565_6c61_7564;
 
 /// The PostgreSQL store.
 pub struct PgStore {
-    pool: Pool,
+    pub(super) pool: Pool,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -28,7 +28,7 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
-fn pool_err(e: impl std::fmt::Display) -> StoreError {
+pub(super) fn pool_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Pool(e.to_string())
 }
 
@@ -210,7 +210,7 @@ async fn facts(c: &impl GenericClient, claim: &Claim) -> Result<Facts, StoreErro
 }
 
 /// Appends under the advisory lock (the caller is inside a transaction).
-async fn append(c: &impl GenericClient, entry: Entry) -> Result<Row, StoreError> {
+pub(super) async fn append(c: &impl GenericClient, entry: Entry) -> Result<Row, StoreError> {
     c.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK])
         .await?;
     let prev = c

@@ -90,6 +90,29 @@ CREATE TABLE audit_heads (
     signature TEXT NOT NULL
 );
 "#,
+    // 4: revocation: every node identity certificate issued, and the
+    // per-node ACME EAB keys handed out from a store's pool. Keyed by
+    // (store_id, node_id) columns of their own, independent of `nodes`.
+    r#"
+CREATE TABLE node_certs (
+    serial TEXT PRIMARY KEY,
+    node_id TEXT NOT NULL,
+    store_id TEXT NOT NULL,
+    not_after BIGINT NOT NULL,
+    issued_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+CREATE INDEX node_certs_node ON node_certs (store_id, node_id);
+CREATE TABLE eab_keys (
+    store_id TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    assigned_at BIGINT NOT NULL,
+    revoked_at BIGINT,
+    PRIMARY KEY (store_id, key_id)
+);
+CREATE UNIQUE INDEX eab_keys_active ON eab_keys (store_id, node_id) WHERE revoked_at IS NULL;
+"#,
 ];
 
 /// SQLite: refuse UPDATE/DELETE on the audit table (the hash chain catches

@@ -61,7 +61,7 @@ impl SqliteStore {
         Ok(Self { conn })
     }
 
-    async fn run<T>(
+    pub(super) async fn run<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
@@ -228,7 +228,7 @@ fn facts(c: &Connection, claim: &Claim) -> Result<Facts, StoreError> {
     Ok(Facts { node, allow, token })
 }
 
-fn append(c: &Connection, entry: Entry) -> Result<Row, StoreError> {
+pub(super) fn append(c: &Connection, entry: Entry) -> Result<Row, StoreError> {
     let prev: Option<(i64, String)> = c
         .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
