@@ -157,6 +157,7 @@ fn flash_writes_reads_back_and_summarises() {
 
     let (o, text) = flash(&rel, &lo.dev, public, &["--yes"]);
     assert!(o.status.success(), "{text}");
+    keel_testbed::report!("keel flash on {}:\n{text}", lo.dev.display());
     let stdout = String::from_utf8_lossy(&o.stdout);
     for want in [
         format!("flashed test-flash 1.0 to {}\n", lo.dev.display()),

@@ -248,9 +248,10 @@ fn summary(r: &Release, disk: &device::Disk, elapsed: std::time::Duration) -> St
         },
     );
     s += &format!(
-        "the node reports image {} {} when it enrolls; keel-enroll admits it only if it trusts this release's manifest.\n\
+        "the node reports release {n} {v} when it enrolls: keel-enroll admits it only if its manifests-dir holds this release's signed manifest and the store accepts {n} {v} (min-release, deny-releases).\n\
          next: attach the node's seed (keel seed), boot the node from this disk and watch for `keel-bootstrap:` lines on its console (docs/field-technician.md).\n",
-        m.image.name, m.image.version
+        n = m.image.name,
+        v = m.image.version
     );
     s
 }
