@@ -23,7 +23,8 @@ fn keys() -> &'static (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
         std::sync::OnceLock::new();
     KEYS.get_or_init(|| {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let (key, public) = sign::generate_key_pair(&tmp.path().join("release"), PW).expect("keygen");
+        let (key, public) =
+            sign::generate_key_pair(&tmp.path().join("release"), PW).expect("keygen");
         let (_, other) = sign::generate_key_pair(&tmp.path().join("other"), PW).expect("keygen");
         (tmp, key, public, other)
     })
@@ -180,8 +181,14 @@ fn flash_writes_reads_back_and_summarises() {
         "the disk holds the image"
     );
     let padded = IMAGE_SIZE.div_ceil(512) * 512;
-    assert!(disk[IMAGE_SIZE..padded].iter().all(|b| *b == 0), "padding is zeros");
-    assert!(disk[padded..].iter().all(|b| *b == 0xAA), "nothing past the image");
+    assert!(
+        disk[IMAGE_SIZE..padded].iter().all(|b| *b == 0),
+        "padding is zeros"
+    );
+    assert!(
+        disk[padded..].iter().all(|b| *b == 0xAA),
+        "nothing past the image"
+    );
 }
 
 #[test]
@@ -278,7 +285,11 @@ fn flash_refuses_a_release_with_a_bad_signature() {
         "failed verification: manifest.json: signature does not match (manifest.json.sig, wrong key or file changed)",
     );
     // The manifest's signature replaced by a valid signature of another file.
-    std::fs::copy(rel.join("test-flash.raw.sig"), rel.join("manifest.json.sig")).expect("swap sig");
+    std::fs::copy(
+        rel.join("test-flash.raw.sig"),
+        rel.join("manifest.json.sig"),
+    )
+    .expect("swap sig");
     refused(
         &rel,
         &lo,
@@ -296,7 +307,10 @@ fn flash_refuses_partitions_and_files() {
     std::fs::write(&file, vec![0u8; 8 << 20]).expect("file");
     let (o, text) = flash(&rel, &file, &keys().2, &["--yes"]);
     assert!(!o.status.success());
-    assert!(text.contains("is not a block device; give the whole disk"), "{text}");
+    assert!(
+        text.contains("is not a block device; give the whole disk"),
+        "{text}"
+    );
     assert!(std::fs::read(&file).expect("file").iter().all(|b| *b == 0));
 
     let Some(lo) = Loop::new(tmp.path(), "disk", 8 << 20, 0) else {
@@ -320,7 +334,12 @@ fn flash_refuses_partitions_and_files() {
         return;
     }
     // The partition's node (devtmpfs makes it; made here if /dev is static).
-    let name = lo.dev.file_name().unwrap_or_default().to_string_lossy().to_string();
+    let name = lo
+        .dev
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .to_string();
     let mut part = PathBuf::from(format!("{}p1", lo.dev.display()));
     if !part.exists() {
         let dev = std::fs::read_to_string(format!("/sys/class/block/{name}p1/dev"))

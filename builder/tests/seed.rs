@@ -47,8 +47,21 @@ fn ready(test: &str) -> Option<PathBuf> {
 fn inputs(d: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let ca = d.join("ca.pem");
     Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
-        .args(["-nodes", "-subj", "/CN=Keel test enrollment CA", "-days", "1"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args([
+            "-nodes",
+            "-subj",
+            "/CN=Keel test enrollment CA",
+            "-days",
+            "1",
+        ])
         .arg("-keyout")
         .arg(d.join("ca.key"))
         .arg("-out")
@@ -58,7 +71,16 @@ fn inputs(d: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let token = d.join("token");
     std::fs::write(&token, "tok-3f9a-secret\n").expect("token");
     Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "tech@example.com", "-f"])
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "tech@example.com",
+            "-f",
+        ])
         .arg(d.join("id"))
         .run()
         .expect("ssh-keygen");
@@ -123,15 +145,31 @@ fn iso_seed_is_valid_for_keel_bootstrap() {
         "--instance-id", "iid-node7-1",
     ], "");
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{stdout}{}", String::from_utf8_lossy(&o.stderr));
-    assert!(stdout.contains(&format!("wrote {} (ISO 9660, label cidata, mode 0600", out.display())), "{stdout}");
-    assert!(!stdout.contains("tok-3f9a-secret"), "the token is never printed:\n{stdout}");
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "wrote {} (ISO 9660, label cidata, mode 0600",
+            out.display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("tok-3f9a-secret"),
+        "the token is never printed:\n{stdout}"
+    );
     use std::os::unix::fs::PermissionsExt as _;
     let mode = std::fs::metadata(&out).expect("seed").permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     let bytes = std::fs::read(&out).expect("seed");
     assert_eq!(&bytes[0x8001..0x8006], b"CD001");
-    assert_eq!(String::from_utf8_lossy(&bytes[0x8028..0x8028 + 32]).trim_end(), "cidata");
+    assert_eq!(
+        String::from_utf8_lossy(&bytes[0x8028..0x8028 + 32]).trim_end(),
+        "cidata"
+    );
 
     let v = check_json(&bootstrap, &out);
     assert_eq!(v["valid"], true, "{v:#}");
@@ -145,7 +183,10 @@ fn iso_seed_is_valid_for_keel_bootstrap() {
     assert_eq!(sm["keel"]["enroll-url"], "https://enroll.test:8443");
     assert_eq!(sm["keel"]["store-id"], "store-7");
     assert_eq!(sm["keel"]["token"], true);
-    assert_eq!(sm["keel"]["disks"], serde_json::json!(["/dev/disk/by-path/pci-0000:00:1f.2-ata-2"]));
+    assert_eq!(
+        sm["keel"]["disks"],
+        serde_json::json!(["/dev/disk/by-path/pci-0000:00:1f.2-ata-2"])
+    );
     assert_eq!(sm["keel"]["allow-wipe"], true);
 }
 
@@ -170,19 +211,34 @@ fn vfat_seed_with_network_and_token_from_stdin() {
         "--token-file", "-", "--network-config", s(&net),
     ], "tok-from-stdin\n");
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{stdout}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(stdout.contains("(FAT, label cidata"), "{stdout}");
     let boot = std::fs::read(&out).expect("seed");
     assert_eq!(&boot[510..512], &[0x55, 0xAA]);
-    assert!(String::from_utf8_lossy(&boot[43..54]).trim_end().eq_ignore_ascii_case("cidata"));
+    assert!(String::from_utf8_lossy(&boot[43..54])
+        .trim_end()
+        .eq_ignore_ascii_case("cidata"));
 
     let v = check_json(&bootstrap, &out);
     assert_eq!(v["valid"], true, "{v:#}");
     let sm = &v["summary"];
-    assert!(sm["instance-id"].as_str().is_some_and(|i| i.starts_with("iid-store: \"odd\" #name-node-")), "{v:#}");
+    assert!(
+        sm["instance-id"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("iid-store: \"odd\" #name-node-")),
+        "{v:#}"
+    );
     assert_eq!(sm["keel"]["store-id"], "store: \"odd\" #name");
     assert_eq!(sm["keel"]["token"], true);
-    assert_eq!(sm["network"], serde_json::json!(["10-keel-lan.network"]), "{v:#}");
+    assert_eq!(
+        sm["network"],
+        serde_json::json!(["10-keel-lan.network"]),
+        "{v:#}"
+    );
 }
 
 #[test]
@@ -193,11 +249,21 @@ fn bad_input_leaves_no_seed() {
     let out = d.path().join("seed.iso");
     for (args, want) in [
         (
-            vec!["--enroll-url", "https://enroll.test", "--enroll-ca", s(&not_pem)],
+            vec![
+                "--enroll-url",
+                "https://enroll.test",
+                "--enroll-ca",
+                s(&not_pem),
+            ],
             "--enroll-ca holds \"hello\" outside a certificate",
         ),
         (
-            vec!["--enroll-url", "http://enroll.test", "--enroll-ca", s(&not_pem)],
+            vec![
+                "--enroll-url",
+                "http://enroll.test",
+                "--enroll-ca",
+                s(&not_pem),
+            ],
             "--enroll-url \"http://enroll.test\" is not an https:// URL",
         ),
     ] {

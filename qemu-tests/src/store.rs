@@ -270,7 +270,14 @@ pub fn seed_iso(
         .arg(&tok)
         .arg("--ssh-key")
         .arg(&key)
-        .args(["--hostname", name, "--timezone", "UTC", "--file-backed-gib", "2"])
+        .args([
+            "--hostname",
+            name,
+            "--timezone",
+            "UTC",
+            "--file-backed-gib",
+            "2",
+        ])
         .arg("--fqdn")
         .arg(format!("{name}.{STORE}.test"))
         .arg("--instance-id")

@@ -190,8 +190,13 @@ fn store_node_first_boot_end_to_end() {
     let seed = store::seed_iso(
         keel_bin,
         &work,
-        "node-a", &enroll_url, &enroll_ca, &token, &ssh_pub)
-        .expect("seed A");
+        "node-a",
+        &enroll_url,
+        &enroll_ca,
+        &token,
+        &ssh_pub,
+    )
+    .expect("seed A");
     let check = Command::new(bootstrap_bin())
         .args(["seed", "check"])
         .arg(&seed)
@@ -325,8 +330,13 @@ fn store_node_first_boot_end_to_end() {
     let seed = store::seed_iso(
         keel_bin,
         &work,
-        "node-b", &enroll_url, &enroll_ca, &token, &ssh_pub)
-        .expect("seed B");
+        "node-b",
+        &enroll_url,
+        &enroll_ca,
+        &token,
+        &ssh_pub,
+    )
+    .expect("seed B");
     let started = Instant::now();
     let mut vm = Vm::start(vm_options(&b, &work, 1, &net, seed)).expect("VM B starts");
     let refused = vm

@@ -89,7 +89,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -281,8 +284,8 @@ impl Disk {
 
 /// The mounts and swaps of this machine, now.
 pub fn current_use() -> anyhow::Result<(Vec<Mount>, Vec<String>)> {
-    let mi = std::fs::read_to_string("/proc/self/mountinfo")
-        .context("reading /proc/self/mountinfo")?;
+    let mi =
+        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
     let swaps = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
     Ok((parse_mountinfo(&mi), parse_swaps(&swaps)))
 }
@@ -340,13 +343,23 @@ mod tests {
     #[test]
     fn system_mounted_swap_small_and_stacked_disks_are_refused() {
         let mounts = parse_mountinfo(MOUNTINFO);
-        let sda = disk("sda", &[("8:0", "sda"), ("8:1", "sda1"), ("8:2", "sda2")], 1 << 40);
+        let sda = disk(
+            "sda",
+            &[("8:0", "sda"), ("8:1", "sda1"), ("8:2", "sda2")],
+            1 << 40,
+        );
         let why = sda.refusal(1 << 30, &mounts, &[]).expect("system disk");
-        assert!(why.contains("holds the running system (/dev/sda2 is mounted on /)"), "{why}");
+        assert!(
+            why.contains("holds the running system (/dev/sda2 is mounted on /)"),
+            "{why}"
+        );
 
         let sdb = disk("sdb", &[("8:16", "sdb"), ("8:17", "sdb1")], 32 << 30);
         let why = sdb.refusal(1 << 30, &mounts, &[]).expect("mounted");
-        assert!(why.contains("is mounted (/dev/sdb1 on /media/tech/KEEL STICK)"), "{why}");
+        assert!(
+            why.contains("is mounted (/dev/sdb1 on /media/tech/KEEL STICK)"),
+            "{why}"
+        );
 
         let sdc = disk("sdc", &[("8:32", "sdc"), ("8:34", "sdc2")], 32 << 30);
         let why = sdc
@@ -354,14 +367,22 @@ mod tests {
             .expect("swap");
         assert!(why.contains("in use as swap (/dev/sdc2)"), "{why}");
 
-        let sdd = disk("sdd", &[("8:48", "sdd"), ("8:49", "sdd1"), ("253:0", "dm-0")], 32 << 30);
+        let sdd = disk(
+            "sdd",
+            &[("8:48", "sdd"), ("8:49", "sdd1"), ("253:0", "dm-0")],
+            32 << 30,
+        );
         let why = sdd.refusal(1 << 30, &mounts, &[]).expect("stacked");
         assert!(why.contains("in use by dm-0"), "{why}");
 
         let sde = disk("sde", &[("8:64", "sde")], 512 << 20);
         let why = sde.refusal(1 << 30, &mounts, &[]).expect("small");
         assert!(why.contains("is too small: 512.00 MiB"), "{why}");
-        assert_eq!(sde.refusal(512 << 20, &mounts, &[]), None, "exactly large enough");
+        assert_eq!(
+            sde.refusal(512 << 20, &mounts, &[]),
+            None,
+            "exactly large enough"
+        );
     }
 
     #[test]

@@ -79,12 +79,19 @@ fn verified_release(dir: &Path, key: &Path, image: Option<&str>) -> anyhow::Resu
         .filter(|a| a.name.ends_with(".raw"))
         .collect();
     let raw = match (image, raws.as_slice()) {
-        (Some(name), _) => raws.iter().find(|a| a.name == name).copied().with_context(|| {
-            format!(
-                "the release has no raw image {name} (it has: {})",
-                raws.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")
-            )
-        })?,
+        (Some(name), _) => raws
+            .iter()
+            .find(|a| a.name == name)
+            .copied()
+            .with_context(|| {
+                format!(
+                    "the release has no raw image {name} (it has: {})",
+                    raws.iter()
+                        .map(|a| a.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?,
         (None, [one]) => *one,
         (None, []) => bail!(
             "the release in {} has no raw disk image (NAME.raw) to write",
@@ -92,7 +99,10 @@ fn verified_release(dir: &Path, key: &Path, image: Option<&str>) -> anyhow::Resu
         ),
         (None, many) => bail!(
             "the release has several raw images ({}); choose one with --image",
-            many.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
     .clone();
@@ -208,7 +218,12 @@ fn summary(r: &Release, disk: &device::Disk, elapsed: std::time::Duration) -> St
     let mut line = |k: &str, v: String| s += &format!("  {k:<12} {v}\n");
     line(
         "image",
-        format!("{}, {}, sha256 {}", r.raw.name, BinaryBytes(r.raw.size), r.raw.sha256),
+        format!(
+            "{}, {}, sha256 {}",
+            r.raw.name,
+            BinaryBytes(r.raw.size),
+            r.raw.sha256
+        ),
     );
     line(
         "disk",

@@ -71,6 +71,10 @@ pub fn open_exclusive(disk: &Disk) -> anyhow::Result<std::fs::File> {
                 "{} is busy (the kernel refused exclusive access: mounted, swap, RAID or device-mapper member); free it or pick another disk",
                 disk.path.display()
             ),
+            Some(nix::libc::EACCES | nix::libc::EPERM) => anyhow::anyhow!(
+                "no permission to write {}: run keel flash as root (sudo)",
+                disk.path.display()
+            ),
             _ => anyhow::Error::new(e).context(format!("opening {} for writing", disk.path.display())),
         })
 }
@@ -129,8 +133,8 @@ pub fn read_back(disk: &Disk, size: u64) -> anyhow::Result<[u8; 32]> {
     let mut progress = Transfer::start(&format!("reading {} back", disk.path.display()), size);
     while left > 0 {
         let buf = mem.buf();
-        let n = fill(&mut dev, buf)
-            .with_context(|| format!("reading {} back", disk.path.display()))?;
+        let n =
+            fill(&mut dev, buf).with_context(|| format!("reading {} back", disk.path.display()))?;
         if n == 0 {
             anyhow::bail!(
                 "{} ended after {} bytes while reading back {size}",
@@ -162,7 +166,10 @@ pub fn erase_partition_tables(dev: &mut std::fs::File, disk: &Disk, size: u64) {
             .and_then(|_| dev.write_all(buf))
             .and_then(|()| dev.sync_all());
         if let Err(e) = r {
-            tracing::warn!("erasing the partition table of {} at {at}: {e}", disk.path.display());
+            tracing::warn!(
+                "erasing the partition table of {} at {at}: {e}",
+                disk.path.display()
+            );
         }
     }
 }

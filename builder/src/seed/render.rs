@@ -214,7 +214,10 @@ mod tests {
             ud.contains("  store-id: \"store: \\\"7\\\" # not a comment\"\n"),
             "{ud}"
         );
-        assert!(ud.contains("  enroll-ca: |\n    -----BEGIN CERTIFICATE-----\n    TUlJQg==\n"), "{ud}");
+        assert!(
+            ud.contains("  enroll-ca: |\n    -----BEGIN CERTIFICATE-----\n    TUlJQg==\n"),
+            "{ud}"
+        );
         assert!(ud.contains("    devices: [\"/dev/sd[b-z]\"]\n"), "{ud}");
         assert!(ud.starts_with("#cloud-config\n"));
         assert_eq!(
@@ -223,17 +226,28 @@ mod tests {
         );
     }
 
+    /// A change that makes the values invalid.
+    type Break = fn(&mut SeedValues);
+
     #[test]
     fn bad_values_are_refused_with_the_option_named() {
-        let cases: [(&str, fn(&mut SeedValues)); 8] = [
-            ("--enroll-url", |v| v.enroll_url = "http://enroll.test".into()),
+        let cases: [(&str, Break); 8] = [
+            ("--enroll-url", |v| {
+                v.enroll_url = "http://enroll.test".into()
+            }),
             ("--enroll-url", |v| v.enroll_url = "https://".into()),
-            ("--enroll-ca holds \"hello\"", |v| v.enroll_ca = "hello".into()),
-            ("no complete PEM", |v| v.enroll_ca = "-----BEGIN CERTIFICATE-----\nTUlJQg==\n".into()),
+            ("--enroll-ca holds \"hello\"", |v| {
+                v.enroll_ca = "hello".into()
+            }),
+            ("no complete PEM", |v| {
+                v.enroll_ca = "-----BEGIN CERTIFICATE-----\nTUlJQg==\n".into()
+            }),
             ("--store-id", |v| v.store_id = " ".into()),
             ("the token", |v| v.token = Some("a b\n".into())),
             ("--hostname", |v| v.hostname = Some("node_1".into())),
-            ("OpenSSH public key", |v| v.ssh_keys = vec!["-----BEGIN OPENSSH PRIVATE KEY-----".into()]),
+            ("OpenSSH public key", |v| {
+                v.ssh_keys = vec!["-----BEGIN OPENSSH PRIVATE KEY-----".into()]
+            }),
         ];
         for (want, change) in cases {
             let mut v = values();
