@@ -46,6 +46,8 @@ pub struct Disk {
 struct Node {
     dev: String,
     name: String,
+    /// Stacked on the disk (sysfs `holders/`: device-mapper, RAID).
+    holder: bool,
 }
 
 /// One line of `/proc/self/mountinfo`, the fields Keel uses.
@@ -167,6 +169,7 @@ pub fn inspect(path: &Path) -> anyhow::Result<Disk> {
     let mut in_tree = vec![Node {
         dev: dev.clone(),
         name: name.clone(),
+        holder: false,
     }];
     let mut dirs = vec![sys.clone()];
     for e in std::fs::read_dir(&sys)?.flatten() {
@@ -176,6 +179,7 @@ pub fn inspect(path: &Path) -> anyhow::Result<Disk> {
                 in_tree.push(Node {
                     dev: d,
                     name: e.file_name().to_string_lossy().into_owned(),
+                    holder: false,
                 });
             }
         }
@@ -191,8 +195,9 @@ pub fn inspect(path: &Path) -> anyhow::Result<Disk> {
                 let node = Node {
                     dev: dv,
                     name: h.file_name().to_string_lossy().into_owned(),
+                    holder: true,
                 };
-                if !in_tree.contains(&node) {
+                if !in_tree.iter().any(|n| n.dev == node.dev) {
                     in_tree.push(node);
                     dirs.push(hp);
                 }
@@ -256,7 +261,7 @@ impl Disk {
         let stacked: Vec<&str> = self
             .in_tree
             .iter()
-            .filter(|n| n.name.starts_with("dm-") || n.name.starts_with("md"))
+            .filter(|n| n.holder)
             .map(|n| n.name.as_str())
             .collect();
         if !stacked.is_empty() {
@@ -317,6 +322,7 @@ mod tests {
                 .map(|(d, n)| Node {
                     dev: d.to_string(),
                     name: n.to_string(),
+                    holder: n.starts_with("dm-"),
                 })
                 .collect(),
         }
@@ -374,6 +380,10 @@ mod tests {
         );
         let why = sdd.refusal(1 << 30, &mounts, &[]).expect("stacked");
         assert!(why.contains("in use by dm-0"), "{why}");
+
+        // A RAID array is a disk like any other: its partitions are not holders.
+        let md = disk("md0", &[("9:0", "md0"), ("259:5", "md0p1")], 32 << 30);
+        assert_eq!(md.refusal(1 << 30, &mounts, &[]), None);
 
         let sde = disk("sde", &[("8:64", "sde")], 512 << 20);
         let why = sde.refusal(1 << 30, &mounts, &[]).expect("small");
