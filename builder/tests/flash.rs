@@ -2,7 +2,8 @@
 //! a small release signed with a test key the way `keel build --sign-key`
 //! signs (not an mkosi build: the image is random bytes, which is all flash
 //! looks at), written and read back; and every refusal, each checked to
-//! leave the device untouched: a mounted disk, a too-small disk, a
+//! leave the device untouched: a mounted disk, a disk another program holds
+//! exclusively, a too-small disk, a
 //! corrupted image, a manifest signed by another key or with a wrong
 //! signature, no confirmation, a partition, a regular file.
 
@@ -226,6 +227,33 @@ fn flash_refuses_a_mounted_disk() {
             "{dev} is mounted ({dev} on {}); refusing to overwrite a disk in use: unmount it first",
             mnt.display(),
             dev = lo.dev.display()
+        ),
+    );
+}
+
+#[test]
+fn flash_refuses_a_disk_another_program_holds() {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let Some(lo) = Loop::new(tmp.path(), "disk", 8 << 20, 0x33) else {
+        return;
+    };
+    let rel = release(tmp.path());
+    // An exclusive holder that no mount table shows (as a RAID or
+    // device-mapper member would be): the kernel refuses the O_EXCL open.
+    let _held = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_EXCL)
+        .open(&lo.dev)
+        .expect("hold the loop device exclusively");
+    refused(
+        &rel,
+        &lo,
+        &keys().2,
+        &["--yes"],
+        &format!(
+            "{} is busy (the kernel refused exclusive access",
+            lo.dev.display()
         ),
     );
 }
