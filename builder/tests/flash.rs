@@ -5,7 +5,8 @@
 //! leave the device untouched: a mounted disk, a disk another program holds
 //! exclusively, a too-small disk, a
 //! corrupted image, a manifest signed by another key or with a wrong
-//! signature, no confirmation, a partition, a regular file.
+//! signature, no confirmation (no terminal, or the wrong name typed), a
+//! partition, a regular file.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -190,6 +191,80 @@ fn flash_writes_reads_back_and_summarises() {
         disk[padded..].iter().all(|b| *b == 0xAA),
         "nothing past the image"
     );
+}
+
+/// `keel flash` without --yes on a terminal (a pty from util-linux
+/// `script`), answering `answer` to the prompt.
+fn flash_on_a_terminal(release: &Path, dev: &Path, key: &Path, answer: &str) -> (Output, String) {
+    use std::io::Write as _;
+    let cmd = format!(
+        "{} flash {} {} --key {}",
+        env!("CARGO_BIN_EXE_keel"),
+        release.display(),
+        dev.display(),
+        key.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("CI", "true")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{answer}\n").as_bytes())
+        .expect("answer");
+    let o = child.wait_with_output().expect("keel flash under script");
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    (o, text)
+}
+
+#[test]
+fn flash_asks_for_the_disk_name_on_a_terminal() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    if Command::new("sh")
+        .args(["-c", "command -v script"])
+        .run()
+        .is_err()
+    {
+        keel_testbed::report_skip(format_args!(
+            "flash_asks_for_the_disk_name_on_a_terminal: script (util-linux) is not installed"
+        ));
+        return;
+    }
+    let Some(lo) = Loop::new(tmp.path(), "disk", 8 << 20, 0x11) else {
+        return;
+    };
+    let rel = release(tmp.path());
+    let name = lo
+        .dev
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .to_string();
+    let before = lo.content();
+    let (o, text) = flash_on_a_terminal(&rel, &lo.dev, &keys().2, "sda");
+    assert!(!o.status.success(), "{text}");
+    for want in [
+        format!("This ERASES everything on {}", lo.dev.display()),
+        format!("Type the disk's name ({name}) to continue:"),
+        format!("not confirmed (typed \"sda\", expected {name}); nothing was written"),
+    ] {
+        assert!(text.contains(&want), "missing {want:?} in:\n{text}");
+    }
+    assert!(lo.content() == before, "the device was written:\n{text}");
+
+    let (o, text) = flash_on_a_terminal(&rel, &lo.dev, &keys().2, &name);
+    assert!(o.status.success(), "{text}");
+    assert!(
+        text.contains("read back: identical to the signed manifest"),
+        "{text}"
+    );
+    assert!(lo.content()[..IMAGE_SIZE] == pattern(IMAGE_SIZE, 7)[..]);
 }
 
 #[test]
