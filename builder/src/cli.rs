@@ -33,7 +33,7 @@ pub enum Commands {
     /// Hooks that mkosi calls back into during `keel build` (not for direct use).
     #[command(hide = true, subcommand)]
     Internal(InternalCommand),
-    // Other subcommands (vm, key, sign, verify, sbom) are added below this line.
+    // Other subcommands (vm, key, sign, verify, sbom, flash, seed) are added below this line.
     /// Release signing keys.
     #[command(subcommand)]
     Key(crate::supply::cli::KeyCommand),
@@ -53,6 +53,10 @@ pub enum Commands {
     /// The package pool that keeps a lock buildable after the archive moved on.
     #[command(subcommand)]
     Pool(crate::pool::cli::PoolCommand),
+    /// Write a verified release to a node's disk (or a USB stick), read it back, compare.
+    Flash(crate::flash::FlashArgs),
+    /// Make a node's first-boot seed (cloud-init NoCloud, ISO or FAT, label cidata).
+    Seed(crate::seed::SeedArgs),
 }
 
 /// Options of `keel build`.
@@ -171,6 +175,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Commands::Sign(args) => crate::supply::cli::run_sign(args),
         Commands::Verify(args) => crate::supply::cli::run_verify(args),
         Commands::Sbom(args) => crate::supply::cli::run_sbom(args),
+        Commands::Flash(args) => crate::flash::run(args),
+        Commands::Seed(args) => crate::seed::run(args),
     }
 }
 

@@ -251,10 +251,11 @@ pub fn swtpm_localca_pems() -> anyhow::Result<Vec<String>> {
         .collect()
 }
 
-/// A NoCloud seed ISO made by the real `cloud-localds`: host name, root's
-/// SSH key, and the `keel:` section (enrollment URL, CA, store, token, a
-/// file-backed OSD disk).
+/// A NoCloud seed ISO made by `keel seed` (the technician's command, run
+/// as `keel_bin`): host name, root's SSH key, and the `keel:` section
+/// (enrollment URL, CA, store, token, a file-backed OSD disk).
 pub fn seed_iso(
+    keel_bin: &Path,
     dir: &Path,
     name: &str,
     enroll_url: &str,
@@ -264,25 +265,35 @@ pub fn seed_iso(
 ) -> anyhow::Result<PathBuf> {
     let d = dir.join(format!("seed-{name}"));
     std::fs::create_dir_all(&d)?;
-    let ca: String = enroll_ca.lines().map(|l| format!("    {l}\n")).collect();
-    let ud = format!(
-        "#cloud-config\nhostname: {name}\nfqdn: {name}.{STORE}.test\ntimezone: UTC\n\
-         ssh_authorized_keys:\n  - {ssh}\n\
-         keel:\n  enroll-url: {enroll_url}\n  store-id: {STORE}\n  token: {token}\n  enroll-ca: |\n{ca}\
-         \x20 disks:\n    file-backed-gib: 2\n",
-        ssh = ssh_pub.trim(),
-    );
-    std::fs::write(d.join("user-data"), ud)?;
-    std::fs::write(
-        d.join("meta-data"),
-        format!("instance-id: iid-{name}\nlocal-hostname: {name}\n"),
-    )?;
+    let (ca, tok, key) = (d.join("ca.pem"), d.join("token"), d.join("ssh.pub"));
+    std::fs::write(&ca, enroll_ca)?;
+    std::fs::write(&tok, token)?;
+    std::fs::write(&key, ssh_pub)?;
     let iso = d.join("seed.iso");
-    Command::new("cloud-localds")
+    keel(keel_bin)
+        .arg("seed")
+        .arg("--out")
         .arg(&iso)
-        .arg(d.join("user-data"))
-        .arg(d.join("meta-data"))
+        .args(["--store-id", STORE, "--enroll-url", enroll_url])
+        .arg("--enroll-ca")
+        .arg(&ca)
+        .arg("--token-file")
+        .arg(&tok)
+        .arg("--ssh-key")
+        .arg(&key)
+        .args([
+            "--hostname",
+            name,
+            "--timezone",
+            "UTC",
+            "--file-backed-gib",
+            "2",
+        ])
+        .arg("--fqdn")
+        .arg(format!("{name}.{STORE}.test"))
+        .arg("--instance-id")
+        .arg(format!("iid-{name}"))
         .run()
-        .context("cloud-localds")?;
+        .context("keel seed")?;
     Ok(iso)
 }

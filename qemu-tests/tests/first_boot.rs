@@ -8,7 +8,7 @@
 //!    keel-enroll trusting only release A's cosign-signed manifest and
 //!    requiring an event log;
 //! 3. release A boots under QEMU (OVMF + swtpm, tap NIC on the LAN) with a
-//!    seed made by `cloud-localds`; keel-bootstrap runs as its unit through
+//!    seed made by `keel seed` (and checked by `keel-bootstrap seed check`); keel-bootstrap runs as its unit through
 //!    enroll (TPM quote over PCR 4 and 11, real OVMF event log), Ceph (an
 //!    OSD up and in), ACME, GitOps (bundle applied, revision reported), and
 //!    the node is checked from inside over SSH (timers, /etc persistence,
@@ -120,7 +120,7 @@ fn vm_options(
 fn store_node_first_boot_end_to_end() {
     if prereq::skip_vm_test(TEST)
         || keel_testbed::skip_unless_root_and(&[
-            "cloud-localds",
+            "xorriso",
             "dnsmasq",
             "ceph",
             "ceph-mon",
@@ -187,8 +187,16 @@ fn store_node_first_boot_end_to_end() {
 
     // ---- Node A: release A, first boot to done.
     let token = store.token().expect("token");
-    let seed = store::seed_iso(&work, "node-a", &enroll_url, &enroll_ca, &token, &ssh_pub)
-        .expect("seed A");
+    let seed = store::seed_iso(
+        keel_bin,
+        &work,
+        "node-a",
+        &enroll_url,
+        &enroll_ca,
+        &token,
+        &ssh_pub,
+    )
+    .expect("seed A");
     let check = Command::new(bootstrap_bin())
         .args(["seed", "check"])
         .arg(&seed)
@@ -319,8 +327,16 @@ fn store_node_first_boot_end_to_end() {
 
     // ---- Node B: the other build of the same release is refused.
     let token = store.token().expect("token");
-    let seed = store::seed_iso(&work, "node-b", &enroll_url, &enroll_ca, &token, &ssh_pub)
-        .expect("seed B");
+    let seed = store::seed_iso(
+        keel_bin,
+        &work,
+        "node-b",
+        &enroll_url,
+        &enroll_ca,
+        &token,
+        &ssh_pub,
+    )
+    .expect("seed B");
     let started = Instant::now();
     let mut vm = Vm::start(vm_options(&b, &work, 1, &net, seed)).expect("VM B starts");
     let refused = vm

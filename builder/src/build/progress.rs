@@ -60,3 +60,74 @@ impl Progress {
         }
     }
 }
+
+/// Progress of a byte transfer (`keel flash`): a bar with bytes, throughput
+/// and time left on a terminal; a plain line every 10 % otherwise.
+#[derive(Debug)]
+pub struct Transfer {
+    bar: Option<ProgressBar>,
+    what: String,
+    total: u64,
+    done: u64,
+    next_line: u64,
+    started: Instant,
+}
+
+impl Transfer {
+    /// Starts showing the transfer of `total` bytes, described by `what`.
+    pub fn start(what: &str, total: u64) -> Transfer {
+        let bar = interactive().then(|| {
+            let b = ProgressBar::new(total);
+            if let Ok(style) = ProgressStyle::with_template(
+                "{prefix}: [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ({eta} left)",
+            ) {
+                b.set_style(style.progress_chars("=> "));
+            }
+            b.set_prefix(what.to_string());
+            b
+        });
+        Transfer {
+            bar,
+            what: what.to_string(),
+            total,
+            done: 0,
+            next_line: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// `n` more bytes were transferred.
+    pub fn advance(&mut self, n: u64) {
+        self.done += n;
+        match &self.bar {
+            Some(b) => b.set_position(self.done),
+            None if self.done >= self.next_line || self.done == self.total => {
+                let pct = (self.done * 100).checked_div(self.total).unwrap_or(100);
+                eprintln!(
+                    "[keel +{}s] {}: {pct}% ({} of {}, {}/s)",
+                    self.started.elapsed().as_secs(),
+                    self.what,
+                    indicatif::BinaryBytes(self.done),
+                    indicatif::BinaryBytes(self.total),
+                    indicatif::BinaryBytes(self.rate()),
+                );
+                self.next_line = self.done + self.total.div_ceil(10).max(1);
+            }
+            None => {}
+        }
+    }
+
+    /// Bytes per second so far.
+    pub fn rate(&self) -> u64 {
+        let ms = self.started.elapsed().as_millis().max(1);
+        (u128::from(self.done) * 1000 / ms) as u64
+    }
+
+    /// Stops the bar; returns the elapsed time and bytes per second.
+    pub fn finish(self) -> (Duration, u64) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+        (self.started.elapsed(), self.rate())
+    }
+}
