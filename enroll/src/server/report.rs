@@ -22,7 +22,7 @@ use keel_attest::protocol::{RejectCode, RejectReason};
 use x509_parser::prelude::*;
 
 use super::App;
-use crate::audit::Entry;
+use crate::audit::{bounded, Entry, DETAIL_MAX, FIELD_MAX};
 use crate::store::StoreError;
 
 /// Largest accepted clock difference, seconds.
@@ -93,7 +93,7 @@ pub async fn report(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes
                 StatusCode::BAD_REQUEST,
                 Json(RejectReason::new(
                     RejectCode::MalformedRequest,
-                    e.to_string(),
+                    bounded(&e.to_string(), DETAIL_MAX),
                 )),
             )
                 .into_response()
@@ -108,9 +108,11 @@ pub async fn report(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes
             "report timestamp is more than 5 minutes off (replayed or clock wrong)",
         );
     }
+    // Signed by an admitted node, but still input: stored bounded.
+    let (revision, status) = (bounded(&r.revision, FIELD_MAX), bounded(&r.status, FIELD_MAX));
     match app
         .store
-        .report(&r.node_id, &r.revision, &r.status, now)
+        .report(&r.node_id, &revision, &status, now)
         .await
     {
         Ok(()) => {}
@@ -125,7 +127,7 @@ pub async fn report(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes
         action: "report".into(),
         node_id: r.node_id.clone(),
         decision: "ok".into(),
-        detail: format!("revision {} status {}", r.revision, r.status),
+        detail: format!("revision {revision} status {status}"),
         config_sha256: app.config_sha256.clone(),
         ..Default::default()
     };

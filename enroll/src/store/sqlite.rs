@@ -1,21 +1,27 @@
-//! Embedded SQLite backend: one connection in WAL mode behind a mutex (a single
+//! Embedded SQLite backend: one connection in WAL mode, owned by a dedicated
+//! thread (`sqlite`) that runs the statements one after the other (a single
 //! writer is what SQLite allows anyway, and it keeps the audit chain's appends
 //! serialized).
 //!
-//! Statements run inline on the calling async worker: with WAL and
-//! `synchronous=NORMAL` a commit appends to the WAL without fsync, so each call
-//! takes tens of microseconds, less than handing it to a blocking thread and
-//! back. The one step that does wait on the disk, the checkpoint that copies
-//! the WAL into the database and fsyncs, is taken off the request path:
-//! automatic checkpoints are off and a background thread with its own
-//! connection runs a passive checkpoint every second.
+//! Async workers never touch the connection: each call sends a closure over
+//! a bounded channel and awaits its answer, so a slow statement (a disk
+//! stall, a lock held by an admin command through another connection, up to
+//! `busy_timeout`) parks only that request, not a tokio worker and every
+//! request scheduled on it. The hand-off costs two thread wake-ups per call;
+//! `keel-enroll bench` measures the whole path. When the channel is full
+//! (the thread is behind), callers wait for room: back-pressure instead of
+//! an unbounded queue. The one step that waits on the disk for long, the
+//! checkpoint that copies the WAL into the database and fsyncs, is taken off
+//! this thread too: automatic checkpoints are off and a background thread
+//! with its own connection runs a passive checkpoint every second.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot};
 
 use super::schema::{fill_decision, MIGRATIONS, SQLITE_AUDIT_GUARD};
 use super::{SessionRow, Store, StoreError, Taken};
@@ -24,10 +30,18 @@ use crate::admission::{
 };
 use crate::audit::{next_row, now_rfc3339, Entry, Row};
 
+/// A unit of work for the SQLite thread.
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// Calls that may wait for the SQLite thread before senders are made to wait.
+const QUEUE: usize = 1024;
+
 /// The SQLite store.
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    jobs: mpsc::Sender<Job>,
+    /// Alive while any clone of the store is; the checkpointer watches it.
+    _alive: Arc<()>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -54,26 +68,58 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Join(e.to_string()))??;
         let (conn, path) = conn;
-        let conn = Arc::new(Mutex::new(conn));
-        spawn_checkpointer(&path, Arc::downgrade(&conn))?;
-        Ok(Self { conn })
+        let (jobs, rx) = mpsc::channel(QUEUE);
+        spawn_worker(conn, rx)?;
+        let alive = Arc::new(());
+        spawn_checkpointer(&path, Arc::downgrade(&alive))?;
+        Ok(Self {
+            jobs,
+            _alive: alive,
+        })
     }
 
-    async fn run<T>(
+    /// Runs `f` on the SQLite thread and returns its result.
+    async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let mut c = self
-            .conn
-            .lock()
-            .map_err(|_| StoreError::Join("sqlite mutex poisoned".into()))?;
-        f(&mut c)
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |c| {
+            // The caller may have gone (request cancelled): nothing to tell.
+            let _ = tx.send(f(c));
+        });
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Join("the sqlite thread has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Join("the sqlite thread dropped a call (it panicked)".into()))?
     }
+}
+
+/// Starts the thread that owns the connection. It ends when every clone of
+/// the store is dropped (the channel closes).
+fn spawn_worker(mut conn: Connection, mut rx: mpsc::Receiver<Job>) -> Result<(), StoreError> {
+    std::thread::Builder::new()
+        .name("sqlite".into())
+        .spawn(move || {
+            while let Some(job) = rx.blocking_recv() {
+                // A panicking call drops its answer channel (its caller gets
+                // an error) and rolls back its open transaction; the thread
+                // goes on serving the others.
+                let run = std::panic::AssertUnwindSafe(|| job(&mut conn));
+                if std::panic::catch_unwind(run).is_err() {
+                    tracing::error!("a sqlite call panicked");
+                }
+            }
+        })
+        .map_err(|e| StoreError::Join(format!("starting the sqlite thread: {e}")))?;
+    Ok(())
 }
 
 /// Checkpoints the WAL every second from a thread of its own, until the store
 /// is dropped (then a last, truncating checkpoint).
-fn spawn_checkpointer(path: &Path, store: Weak<Mutex<Connection>>) -> Result<(), StoreError> {
+fn spawn_checkpointer(path: &Path, store: Weak<()>) -> Result<(), StoreError> {
     let conn = Connection::open(path)?;
     conn.execute_batch("PRAGMA busy_timeout=5000;")?;
     std::thread::Builder::new()
@@ -181,7 +227,7 @@ impl Store for SqliteStore {
     }
 
     async fn put_session(&self, s: SessionRow) -> Result<(), StoreError> {
-        self.run(|c| {
+        self.run(move |c| {
             c.prepare_cached(
                 "INSERT INTO sessions (id, node_id, store_id, ek_sha256, ek_certified, token_hash, release, csr_der, secrets_json, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -193,7 +239,8 @@ impl Store for SqliteStore {
     }
 
     async fn take_session(&self, id: &str) -> Result<Taken, StoreError> {
-        self.run(|c| {
+        let id = id.to_owned();
+        self.run(move |c| {
             let row = c
                 .prepare_cached(
                     "UPDATE sessions SET consumed = TRUE WHERE id = ?1 AND consumed = FALSE
@@ -230,12 +277,13 @@ impl Store for SqliteStore {
     }
 
     async fn purge_sessions(&self, before: i64) -> Result<u64, StoreError> {
-        self.run(|c| Ok(c.execute("DELETE FROM sessions WHERE expires_at < ?1", [before])? as u64))
+        self.run(move |c| Ok(c.execute("DELETE FROM sessions WHERE expires_at < ?1", [before])? as u64))
             .await
     }
 
     async fn precheck(&self, claim: &Claim, now: i64) -> Result<Outcome, StoreError> {
-        self.run(|c| Ok(decide(claim, &facts(c, claim)?, now)))
+        let claim = claim.clone();
+        self.run(move |c| Ok(decide(&claim, &facts(c, &claim)?, now)))
             .await
     }
 
@@ -246,9 +294,10 @@ impl Store for SqliteStore {
         now: i64,
         audit: Entry,
     ) -> Result<Outcome, StoreError> {
-        self.run(|c| {
+        let (claim, release) = (claim.clone(), release.to_owned());
+        self.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = decide(claim, &facts(&tx, claim)?, now);
+            let out = decide(&claim, &facts(&tx, &claim)?, now);
             let status = match &out.verdict {
                 Verdict::Admit { .. } => Some(NodeStatus::Admitted),
                 Verdict::Queue(_) => Some(NodeStatus::Pending),
@@ -277,7 +326,7 @@ impl Store for SqliteStore {
     }
 
     async fn audit(&self, entry: Entry) -> Result<Row, StoreError> {
-        self.run(|c| {
+        self.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let row = append(&tx, entry)?;
             tx.commit()?;
@@ -317,7 +366,7 @@ impl Store for SqliteStore {
     }
 
     async fn import_allow(&self, entries: Vec<AllowEntry>, audit: Entry) -> Result<(), StoreError> {
-        self.run(|c| {
+        self.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             for e in &entries {
                 tx.execute(
@@ -340,7 +389,8 @@ impl Store for SqliteStore {
         expires_at: i64,
         audit: Entry,
     ) -> Result<(), StoreError> {
-        self.run(|c| {
+        let (hash, store_id) = (hash.to_owned(), store_id.to_owned());
+        self.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute(
                 "INSERT INTO tokens (hash, store_id, expires_at) VALUES (?1, ?2, ?3)",
@@ -354,7 +404,7 @@ impl Store for SqliteStore {
     }
 
     async fn nodes(&self, status: Option<NodeStatus>) -> Result<Vec<NodeRow>, StoreError> {
-        self.run(|c| {
+        self.run(move |c| {
             let mut st = c.prepare(&format!(
                 "SELECT {NODE_COLS} FROM nodes WHERE ?1 IS NULL OR status = ?1 ORDER BY node_id"
             ))?;
@@ -375,8 +425,8 @@ impl Store for SqliteStore {
         audit: Entry,
     ) -> Result<(), StoreError> {
         let from: Vec<&'static str> = from.iter().map(|s| s.as_str()).collect();
-
-        self.run(|c| {
+        let (node_id, new_ek) = (node_id.to_owned(), new_ek.map(str::to_owned));
+        self.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let cur: Option<String> = tx
                 .query_row("SELECT status FROM nodes WHERE node_id = ?1", [&node_id], |r| r.get(0))
@@ -409,7 +459,8 @@ impl Store for SqliteStore {
         status: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        self.run(|c| {
+        let (node_id, revision, status) = (node_id.to_owned(), revision.to_owned(), status.to_owned());
+        self.run(move |c| {
             let n = c.execute(
                 "UPDATE nodes SET revision = ?2, report = ?3, updated_at = ?4 WHERE node_id = ?1 AND status = 'admitted'",
                 params![node_id, revision, status, now],
