@@ -70,20 +70,18 @@ fn needs_escape(c: char) -> bool {
 }
 
 /// `s` with control and invisible formatting characters escaped (`\n`,
-/// `\u{1b}`, ...; a backslash becomes `\\` so the escaping is unambiguous),
-/// cut at a character boundary to at most `max` bytes plus a marker
-/// `…[cut, N bytes]` that tells the original length. Short clean text comes
-/// back unchanged.
+/// `\u{1b}`, ...) and, when longer than `max` bytes, cut at a character
+/// boundary and ended with a marker `…[cut, N bytes]` giving the original
+/// length, all within `max` bytes. Idempotent: what it returns it returns
+/// unchanged, so a value bounded by a handler and again by the audit append
+/// is not escaped twice.
 pub fn bounded(s: &str, max: usize) -> String {
-    let clean = !s.chars().any(|c| c == '\\' || needs_escape(c));
-    if clean && s.len() <= max {
+    if !s.chars().any(needs_escape) && s.len() <= max {
         return s.to_owned();
     }
-    let mut out = String::with_capacity(s.len().min(max) + 32);
+    let mut out = String::with_capacity(s.len().min(max));
     for c in s.chars() {
-        let start = out.len();
         match c {
-            '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
@@ -91,11 +89,26 @@ pub fn bounded(s: &str, max: usize) -> String {
             c => out.push(c),
         }
         if out.len() > max {
-            out.truncate(start);
-            out.push_str(&format!("…[cut, {} bytes]", s.len()));
             break;
         }
     }
+    if out.len() <= max {
+        return out;
+    }
+    let marker = format!("…[cut, {} bytes]", s.len());
+    let mut keep = max.saturating_sub(marker.len());
+    while !out.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    // Do not leave half an escape (`\u{1` ...) before the marker.
+    if let Some(i) = out[..keep].rfind('\\') {
+        let open_u = !out[i..keep].contains('}') && out[i..].starts_with("\\u{");
+        if open_u || i + 1 == keep {
+            keep = i;
+        }
+    }
+    out.truncate(keep);
+    out.push_str(&marker);
     out
 }
 
@@ -325,21 +338,25 @@ mod tests {
         assert_eq!(bounded("store-042-node-1", 256), "store-042-node-1");
         assert_eq!(
             bounded("a\nb\x1b[2Jc\\d\u{202e}e", 256),
-            "a\\nb\\u{1b}[2Jc\\\\d\\u{202e}e"
+            "a\\nb\\u{1b}[2Jc\\d\\u{202e}e"
         );
         let long = "é".repeat(50_000);
         let b = bounded(&long, 256);
-        assert!(b.len() <= 256 + 32, "{}", b.len());
+        assert!(b.len() <= 256, "{}", b.len());
         assert!(b.ends_with("…[cut, 100000 bytes]"), "{b}");
         assert!(b.starts_with("éé"));
+        assert_eq!(bounded(&b, 256), b, "idempotent");
+        // No half escape before the marker.
+        let bells = bounded(&"\u{7}".repeat(100), 40);
+        assert!(bells.ends_with("}…[cut, 100 bytes]"), "{bells}");
         let e = Entry {
             node_id: "x".repeat(100_000),
             detail: "\u{7}".repeat(5000),
             ..Default::default()
         }
         .bounded();
-        assert!(e.node_id.len() <= FIELD_MAX + 32);
-        assert!(e.detail.len() <= DETAIL_MAX + 32);
+        assert!(e.node_id.len() <= FIELD_MAX);
+        assert!(e.detail.len() <= DETAIL_MAX);
         assert!(!e.detail.contains('\u{7}'));
         // What was stored is what was hashed: the chain verifies.
         let row = next_row(None, "2026-12-02T00:00:00Z".into(), e.clone());
