@@ -59,14 +59,27 @@ async fn slowloris_connections_are_closed_while_a_node_enrolls() {
                 // The header is complete, the body trickles.
                 1 => (
                     "body",
-                    dribble(t.tls(LOCAL).await.unwrap(), SLOW_BODY_HEAD, b'a', every, cap).await,
+                    dribble(
+                        t.tls(LOCAL).await.unwrap(),
+                        SLOW_BODY_HEAD,
+                        b'a',
+                        every,
+                        cap,
+                    )
+                    .await,
                 ),
                 // Not even the TLS handshake: a ClientHello that never ends.
                 _ => (
                     "handshake",
                     // A handshake record announcing 16 KB, sent 3 bytes a second.
-                    dribble(t.tcp(LOCAL).await.unwrap(), &[0x16, 3, 1, 0x40, 0], b'a', every, cap)
-                        .await,
+                    dribble(
+                        t.tcp(LOCAL).await.unwrap(),
+                        &[0x16, 3, 1, 0x40, 0],
+                        b'a',
+                        every,
+                        cap,
+                    )
+                    .await,
                 ),
             }
         });
@@ -161,7 +174,14 @@ async fn connections_past_the_per_address_limit_are_closed() {
     // The three are served.
     let mut s = open.pop().unwrap();
     let head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    let answer = dribble(&mut s, head, b' ', Duration::from_secs(3600), Duration::from_secs(30)).await;
+    let answer = dribble(
+        &mut s,
+        head,
+        b' ',
+        Duration::from_secs(3600),
+        Duration::from_secs(30),
+    )
+    .await;
     match answer {
         End::Closed { answer: Some(a) } => assert!(a.starts_with("HTTP/1.1 200"), "{a}"),
         other => panic!("healthz over an admitted connection: {other:?}"),
@@ -176,7 +196,10 @@ async fn connections_past_the_per_address_limit_are_closed() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(again.is_some(), "the closed connection's slot was never freed");
+    assert!(
+        again.is_some(),
+        "the closed connection's slot was never freed"
+    );
     // Another address is counted apart.
     let other: IpAddr = "127.0.0.2".parse().unwrap();
     if raw::can_bind(other) {
@@ -206,7 +229,11 @@ async fn hostile_input_is_bounded_and_escaped_in_the_audit_log() {
     let status = r.status().as_u16();
     let text = r.text().await.unwrap();
     assert_eq!(status, 400);
-    assert!(text.len() < 4096, "answer of {} bytes quotes the input", text.len());
+    assert!(
+        text.len() < 4096,
+        "answer of {} bytes quotes the input",
+        text.len()
+    );
 
     let rows = h.store().audit_rows().await.unwrap();
     let host_row = &rows[rows.len() - 2].entry;
@@ -221,14 +248,23 @@ async fn hostile_input_is_bounded_and_escaped_in_the_audit_log() {
         serde_row.detail.len(),
         &serde_row.detail[..80]
     );
-    assert!(host_row.node_id.starts_with("evil\\u{1b}[2J\\n\\u{202e}aaa"));
-    assert!(host_row.node_id.ends_with("…[cut, 100012 bytes]"), "{}", host_row.node_id);
+    assert!(host_row
+        .node_id
+        .starts_with("evil\\u{1b}[2J\\n\\u{202e}aaa"));
+    assert!(
+        host_row.node_id.ends_with("…[cut, 100012 bytes]"),
+        "{}",
+        host_row.node_id
+    );
     assert!(host_row.node_id.len() <= keel_enroll::audit::FIELD_MAX + 32);
     assert!(serde_row.detail.len() <= keel_enroll::audit::DETAIL_MAX + 32);
     assert!(serde_row.detail.contains("\\u{7}"), "{}", serde_row.detail);
     for r in &rows {
         let all = serde_json::to_string(&r.entry).unwrap();
-        assert!(!all.contains("\\u001b") && !all.contains("\\u0007"), "{all}");
+        assert!(
+            !all.contains("\\u001b") && !all.contains("\\u0007"),
+            "{all}"
+        );
         assert!(!r.entry.node_id.contains('\n') && !r.entry.detail.contains('\u{202e}'));
     }
     let (n, _) = h.admin().audit_verify().await.unwrap();

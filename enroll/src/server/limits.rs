@@ -74,7 +74,10 @@ impl Limits {
     /// Checks that every value is usable.
     pub fn check(&self) -> Result<(), LimitsError> {
         let secs = [
-            ("tls-handshake-timeout-secs", self.tls_handshake_timeout_secs),
+            (
+                "tls-handshake-timeout-secs",
+                self.tls_handshake_timeout_secs,
+            ),
             ("header-read-timeout-secs", self.header_read_timeout_secs),
             ("request-timeout-secs", self.request_timeout_secs),
             ("requests-per-second", self.requests_per_second),

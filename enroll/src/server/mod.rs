@@ -30,13 +30,13 @@ use keel_attest::verify::policy::PcrPolicy;
 use keel_attest::verify::Verifier;
 
 use crate::config::Loaded;
-use limits::Limits;
 use crate::issue::acme_eab::AcmeEabIssuer;
 use crate::issue::ceph::{CephConfig, CephIssuer};
 use crate::issue::gitops::GitopsIssuer;
 use crate::issue::node_cert::NodeCertIssuer;
 use crate::issue::Issuer;
 use crate::store::Store;
+use limits::Limits;
 
 /// Everything a request handler needs.
 pub struct App {

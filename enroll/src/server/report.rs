@@ -109,12 +109,11 @@ pub async fn report(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes
         );
     }
     // Signed by an admitted node, but still input: stored bounded.
-    let (revision, status) = (bounded(&r.revision, FIELD_MAX), bounded(&r.status, FIELD_MAX));
-    match app
-        .store
-        .report(&r.node_id, &revision, &status, now)
-        .await
-    {
+    let (revision, status) = (
+        bounded(&r.revision, FIELD_MAX),
+        bounded(&r.status, FIELD_MAX),
+    );
+    match app.store.report(&r.node_id, &revision, &status, now).await {
         Ok(()) => {}
         Err(StoreError::NotFound(m)) => return deny(RejectCode::Revoked, m),
         Err(e) => {

@@ -92,8 +92,9 @@ impl SqliteStore {
             .send(job)
             .await
             .map_err(|_| StoreError::Join("the sqlite thread has stopped".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Join("the sqlite thread dropped a call (it panicked)".into()))?
+        rx.await.map_err(|_| {
+            StoreError::Join("the sqlite thread dropped a call (it panicked)".into())
+        })?
     }
 }
 
@@ -277,8 +278,10 @@ impl Store for SqliteStore {
     }
 
     async fn purge_sessions(&self, before: i64) -> Result<u64, StoreError> {
-        self.run(move |c| Ok(c.execute("DELETE FROM sessions WHERE expires_at < ?1", [before])? as u64))
-            .await
+        self.run(move |c| {
+            Ok(c.execute("DELETE FROM sessions WHERE expires_at < ?1", [before])? as u64)
+        })
+        .await
     }
 
     async fn precheck(&self, claim: &Claim, now: i64) -> Result<Outcome, StoreError> {
@@ -459,7 +462,8 @@ impl Store for SqliteStore {
         status: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let (node_id, revision, status) = (node_id.to_owned(), revision.to_owned(), status.to_owned());
+        let (node_id, revision, status) =
+            (node_id.to_owned(), revision.to_owned(), status.to_owned());
         self.run(move |c| {
             let n = c.execute(
                 "UPDATE nodes SET revision = ?2, report = ?3, updated_at = ?4 WHERE node_id = ?1 AND status = 'admitted'",

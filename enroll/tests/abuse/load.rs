@@ -45,7 +45,9 @@ async fn real_enrollments_finish_under_500_abusive_clients() {
     // Unknown TPMs for the start flood (a few, reused: generating keys is slow).
     let strangers: Arc<Vec<String>> = Arc::new(
         (0..4)
-            .map(|i| serde_json::to_string(&Node::new(&format!("stranger-{i}")).start_request()).unwrap())
+            .map(|i| {
+                serde_json::to_string(&Node::new(&format!("stranger-{i}")).start_request()).unwrap()
+            })
             .collect(),
     );
 
@@ -74,7 +76,9 @@ async fn real_enrollments_finish_under_500_abusive_clients() {
                         }
                         Ok(s) => match dribble(s, SLOW_HEAD, b'x', drip, cap).await {
                             End::StillOpen => count(&tally, "slow-header: STILL OPEN".into()),
-                            End::Closed { .. } => count(&tally, "slow-header: closed by server".into()),
+                            End::Closed { .. } => {
+                                count(&tally, "slow-header: closed by server".into())
+                            }
                         },
                     },
                     // 25 slow bodies from 5 addresses.
@@ -100,7 +104,10 @@ async fn real_enrollments_finish_under_500_abusive_clients() {
                     // addresses each, as fast as the answers come.
                     _ => {
                         let (what, body) = if kind < 15 {
-                            ("garbage", format!("{{\"version\": 1, \"junk\": [{i}, \u{1}]"))
+                            (
+                                "garbage",
+                                format!("{{\"version\": 1, \"junk\": [{i}, \u{1}]"),
+                            )
                         } else {
                             ("start-flood", strangers[i % strangers.len()].clone())
                         };
@@ -123,10 +130,14 @@ async fn real_enrollments_finish_under_500_abusive_clients() {
 
     // The attack is under way once every kind has had some answers.
     let ramp = Instant::now();
-    while tally.lock().unwrap().values().sum::<u64>() < 1000 && ramp.elapsed() < Duration::from_secs(120) {
+    while tally.lock().unwrap().values().sum::<u64>() < 1000
+        && ramp.elapsed() < Duration::from_secs(120)
+    {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let nodes: Vec<Node> = (0..NODES).map(|i| Node::new(&format!("real-{i}"))).collect();
+    let nodes: Vec<Node> = (0..NODES)
+        .map(|i| Node::new(&format!("real-{i}")))
+        .collect();
     for n in &nodes {
         allow(&h, n).await;
     }
@@ -177,17 +188,32 @@ async fn real_enrollments_finish_under_500_abusive_clients() {
             .map(|(_, n)| n)
             .sum()
     };
-    assert!(!tally.keys().any(|k| k.contains("STILL OPEN")), "{tally:#?}");
+    assert!(
+        !tally.keys().any(|k| k.contains("STILL OPEN")),
+        "{tally:#?}"
+    );
     // Each defence was exercised.
-    assert!(sum("slow-header: refused at connect") > 0, "connection limit never hit");
+    assert!(
+        sum("slow-header: refused at connect") > 0,
+        "connection limit never hit"
+    );
     assert!(sum("slow-header: closed by server") > 0);
-    assert!(sum("slow-body: HTTP/1.1 503") > 0, "request timeout never hit");
-    assert!(sum("silent: closed by server") > 0, "handshake timeout never hit");
+    assert!(
+        sum("slow-body: HTTP/1.1 503") > 0,
+        "request timeout never hit"
+    );
+    assert!(
+        sum("silent: closed by server") > 0,
+        "handshake timeout never hit"
+    );
     assert!(sum("garbage: 400 malformed-request") > 0);
     assert!(sum("start-flood: 403 ek-not-allowed") > 0);
     assert!(sum("garbage: 429 rate-limited") + sum("start-flood: 429 rate-limited") > 0);
     // Nothing else came back: every answer to the floods is one of those.
-    for (k, _) in tally.iter().filter(|(k, _)| k.starts_with("garbage") || k.starts_with("start-flood")) {
+    for (k, _) in tally
+        .iter()
+        .filter(|(k, _)| k.starts_with("garbage") || k.starts_with("start-flood"))
+    {
         assert!(
             k.ends_with("400 malformed-request")
                 || k.ends_with("403 ek-not-allowed")
