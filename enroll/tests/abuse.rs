@@ -270,3 +270,38 @@ async fn hostile_input_is_bounded_and_escaped_in_the_audit_log() {
     let (n, _) = h.admin().audit_verify().await.unwrap();
     assert_eq!(n, rows.len());
 }
+
+/// With one async worker only, a request whose audit write waits on a
+/// database lock (held here through a second connection, as an admin command
+/// would) must not stall the service: `/healthz` is answered meanwhile.
+#[tokio::test(flavor = "current_thread")]
+async fn a_request_waiting_on_sqlite_does_not_block_the_worker() {
+    let h = harness(None).await;
+    let db = h.loaded.config.database.strip_prefix("sqlite:").unwrap();
+    let lock = rusqlite::Connection::open(db).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let t = Target::new(&h);
+    let http = t.http(&h, LOCAL);
+    let url = format!("{}/v1/enroll/start", h.base_url);
+    let waiting = {
+        let http = http.clone();
+        tokio::spawn(async move { http.post(url).body("{").send().await })
+    };
+    // Give the request time to reach the store and wait on the lock.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = http
+        .get(format!("{}/healthz", h.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        !waiting.is_finished(),
+        "the malformed request was answered before the lock was released"
+    );
+    lock.execute_batch("COMMIT").unwrap();
+    let r = waiting.await.unwrap().unwrap();
+    let (status, code, _) = status_code(r).await;
+    assert_eq!((status, code.as_str()), (400, "malformed-request"));
+    keel_testbed::report!("sqlite: /healthz answered while a request waited on the database lock");
+}

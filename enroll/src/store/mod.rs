@@ -6,6 +6,7 @@
 pub mod postgres;
 mod schema;
 pub mod sqlite;
+mod sqlite_thread;
 
 use std::sync::Arc;
 

@@ -15,33 +15,23 @@
 //! this thread too: automatic checkpoints are off and a background thread
 //! with its own connection runs a passive checkpoint every second.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use tokio::sync::{mpsc, oneshot};
 
 use super::schema::{fill_decision, MIGRATIONS, SQLITE_AUDIT_GUARD};
+use super::sqlite_thread::Worker;
 use super::{SessionRow, Store, StoreError, Taken};
 use crate::admission::{
     decide, AllowEntry, Claim, Facts, NodeRow, NodeStatus, Outcome, TokenRow, Verdict,
 };
 use crate::audit::{next_row, now_rfc3339, Entry, Row};
 
-/// A unit of work for the SQLite thread.
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
-
-/// Calls that may wait for the SQLite thread before senders are made to wait.
-const QUEUE: usize = 1024;
-
 /// The SQLite store.
 #[derive(Clone)]
 pub struct SqliteStore {
-    jobs: mpsc::Sender<Job>,
-    /// Alive while any clone of the store is; the checkpointer watches it.
-    _alive: Arc<()>,
+    worker: Worker,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -68,78 +58,10 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Join(e.to_string()))??;
         let (conn, path) = conn;
-        let (jobs, rx) = mpsc::channel(QUEUE);
-        spawn_worker(conn, rx)?;
-        let alive = Arc::new(());
-        spawn_checkpointer(&path, Arc::downgrade(&alive))?;
         Ok(Self {
-            jobs,
-            _alive: alive,
+            worker: Worker::start(conn, &path)?,
         })
     }
-
-    /// Runs `f` on the SQLite thread and returns its result.
-    async fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |c| {
-            // The caller may have gone (request cancelled): nothing to tell.
-            let _ = tx.send(f(c));
-        });
-        self.jobs
-            .send(job)
-            .await
-            .map_err(|_| StoreError::Join("the sqlite thread has stopped".into()))?;
-        rx.await.map_err(|_| {
-            StoreError::Join("the sqlite thread dropped a call (it panicked)".into())
-        })?
-    }
-}
-
-/// Starts the thread that owns the connection. It ends when every clone of
-/// the store is dropped (the channel closes).
-fn spawn_worker(mut conn: Connection, mut rx: mpsc::Receiver<Job>) -> Result<(), StoreError> {
-    std::thread::Builder::new()
-        .name("sqlite".into())
-        .spawn(move || {
-            while let Some(job) = rx.blocking_recv() {
-                // A panicking call drops its answer channel (its caller gets
-                // an error) and rolls back its open transaction; the thread
-                // goes on serving the others.
-                let run = std::panic::AssertUnwindSafe(|| job(&mut conn));
-                if std::panic::catch_unwind(run).is_err() {
-                    tracing::error!("a sqlite call panicked");
-                }
-            }
-        })
-        .map_err(|e| StoreError::Join(format!("starting the sqlite thread: {e}")))?;
-    Ok(())
-}
-
-/// Checkpoints the WAL every second from a thread of its own, until the store
-/// is dropped (then a last, truncating checkpoint).
-fn spawn_checkpointer(path: &Path, store: Weak<()>) -> Result<(), StoreError> {
-    let conn = Connection::open(path)?;
-    conn.execute_batch("PRAGMA busy_timeout=5000;")?;
-    std::thread::Builder::new()
-        .name("sqlite-checkpoint".into())
-        .spawn(move || loop {
-            std::thread::sleep(Duration::from_secs(1));
-            let last = store.strong_count() == 0;
-            let mode = if last { "TRUNCATE" } else { "PASSIVE" };
-            if let Err(e) =
-                conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()))
-            {
-                tracing::warn!("sqlite checkpoint: {e}");
-            }
-            if last {
-                return;
-            }
-        })
-        .map_err(|e| StoreError::Join(format!("starting the checkpoint thread: {e}")))?;
-    Ok(())
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -228,7 +150,7 @@ impl Store for SqliteStore {
     }
 
     async fn put_session(&self, s: SessionRow) -> Result<(), StoreError> {
-        self.run(move |c| {
+        self.worker.run(move |c| {
             c.prepare_cached(
                 "INSERT INTO sessions (id, node_id, store_id, ek_sha256, ek_certified, token_hash, release, csr_der, secrets_json, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -241,7 +163,7 @@ impl Store for SqliteStore {
 
     async fn take_session(&self, id: &str) -> Result<Taken, StoreError> {
         let id = id.to_owned();
-        self.run(move |c| {
+        self.worker.run(move |c| {
             let row = c
                 .prepare_cached(
                     "UPDATE sessions SET consumed = TRUE WHERE id = ?1 AND consumed = FALSE
@@ -278,15 +200,17 @@ impl Store for SqliteStore {
     }
 
     async fn purge_sessions(&self, before: i64) -> Result<u64, StoreError> {
-        self.run(move |c| {
-            Ok(c.execute("DELETE FROM sessions WHERE expires_at < ?1", [before])? as u64)
-        })
-        .await
+        self.worker
+            .run(move |c| {
+                Ok(c.execute("DELETE FROM sessions WHERE expires_at < ?1", [before])? as u64)
+            })
+            .await
     }
 
     async fn precheck(&self, claim: &Claim, now: i64) -> Result<Outcome, StoreError> {
         let claim = claim.clone();
-        self.run(move |c| Ok(decide(&claim, &facts(c, &claim)?, now)))
+        self.worker
+            .run(move |c| Ok(decide(&claim, &facts(c, &claim)?, now)))
             .await
     }
 
@@ -298,7 +222,7 @@ impl Store for SqliteStore {
         audit: Entry,
     ) -> Result<Outcome, StoreError> {
         let (claim, release) = (claim.clone(), release.to_owned());
-        self.run(move |c| {
+        self.worker.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let out = decide(&claim, &facts(&tx, &claim)?, now);
             let status = match &out.verdict {
@@ -329,17 +253,18 @@ impl Store for SqliteStore {
     }
 
     async fn audit(&self, entry: Entry) -> Result<Row, StoreError> {
-        self.run(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let row = append(&tx, entry)?;
-            tx.commit()?;
-            Ok(row)
-        })
-        .await
+        self.worker
+            .run(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let row = append(&tx, entry)?;
+                tx.commit()?;
+                Ok(row)
+            })
+            .await
     }
 
     async fn audit_rows(&self) -> Result<Vec<Row>, StoreError> {
-        self.run(|c| {
+        self.worker.run(|c| {
             let mut st = c.prepare(
                 "SELECT seq, at, actor, action, node_id, store_id, ek_sha256, decision, detail, config_sha256, prev_hash, hash FROM audit ORDER BY seq",
             )?;
@@ -369,7 +294,7 @@ impl Store for SqliteStore {
     }
 
     async fn import_allow(&self, entries: Vec<AllowEntry>, audit: Entry) -> Result<(), StoreError> {
-        self.run(move |c| {
+        self.worker.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             for e in &entries {
                 tx.execute(
@@ -393,30 +318,32 @@ impl Store for SqliteStore {
         audit: Entry,
     ) -> Result<(), StoreError> {
         let (hash, store_id) = (hash.to_owned(), store_id.to_owned());
-        self.run(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(
-                "INSERT INTO tokens (hash, store_id, expires_at) VALUES (?1, ?2, ?3)",
-                params![hash, store_id, expires_at],
-            )?;
-            append(&tx, audit)?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+        self.worker
+            .run(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                tx.execute(
+                    "INSERT INTO tokens (hash, store_id, expires_at) VALUES (?1, ?2, ?3)",
+                    params![hash, store_id, expires_at],
+                )?;
+                append(&tx, audit)?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await
     }
 
     async fn nodes(&self, status: Option<NodeStatus>) -> Result<Vec<NodeRow>, StoreError> {
-        self.run(move |c| {
-            let mut st = c.prepare(&format!(
+        self.worker
+            .run(move |c| {
+                let mut st = c.prepare(&format!(
                 "SELECT {NODE_COLS} FROM nodes WHERE ?1 IS NULL OR status = ?1 ORDER BY node_id"
             ))?;
-            let rows = st
-                .query_map([status.map(|s| s.as_str())], node_from)?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
-        .await
+                let rows = st
+                    .query_map([status.map(|s| s.as_str())], node_from)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await
     }
 
     async fn set_status(
@@ -429,7 +356,7 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let from: Vec<&'static str> = from.iter().map(|s| s.as_str()).collect();
         let (node_id, new_ek) = (node_id.to_owned(), new_ek.map(str::to_owned));
-        self.run(move |c| {
+        self.worker.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let cur: Option<String> = tx
                 .query_row("SELECT status FROM nodes WHERE node_id = ?1", [&node_id], |r| r.get(0))
@@ -464,7 +391,7 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let (node_id, revision, status) =
             (node_id.to_owned(), revision.to_owned(), status.to_owned());
-        self.run(move |c| {
+        self.worker.run(move |c| {
             let n = c.execute(
                 "UPDATE nodes SET revision = ?2, report = ?3, updated_at = ?4 WHERE node_id = ?1 AND status = 'admitted'",
                 params![node_id, revision, status, now],
