@@ -170,6 +170,7 @@ fn service_down_then_up_enrolls_once() {
                 &format!("127.0.0.1:{port}"),
                 tls,
                 1 << 20,
+                &h.loaded.config.limits,
             ))
             .expect("restart listener"),
     );

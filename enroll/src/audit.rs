@@ -37,6 +37,83 @@ pub struct Entry {
     pub config_sha256: String,
 }
 
+/// Longest value of a short field (ids, actor, action, decision) kept in a
+/// row, bytes; longer input is cut (see [`bounded`]).
+pub const FIELD_MAX: usize = 256;
+/// Longest `detail` kept in a row, bytes.
+pub const DETAIL_MAX: usize = 1024;
+
+impl Entry {
+    /// The entry with every field made safe to store and to show: control
+    /// and invisible formatting characters escaped, long values cut (see
+    /// [`bounded`]). Applied to every row before it is hashed and written,
+    /// because fields quote what a client sent (its host name, a parser's
+    /// error about its body).
+    pub fn bounded(self) -> Entry {
+        let f = |s: String| bounded(&s, FIELD_MAX);
+        Entry {
+            actor: f(self.actor),
+            action: f(self.action),
+            node_id: f(self.node_id),
+            store_id: f(self.store_id),
+            ek_sha256: f(self.ek_sha256),
+            decision: f(self.decision),
+            detail: bounded(&self.detail, DETAIL_MAX),
+            config_sha256: f(self.config_sha256),
+        }
+    }
+}
+
+/// Characters that would let a value rewrite a terminal line or hide text
+/// when the log is shown: C0/C1 controls, bidi overrides and zero-width marks.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}')
+}
+
+/// `s` with control and invisible formatting characters escaped (`\n`,
+/// `\u{1b}`, ...) and, when longer than `max` bytes, cut at a character
+/// boundary and ended with a marker `…[cut, N bytes]` giving the original
+/// length, all within `max` bytes. Idempotent: what it returns it returns
+/// unchanged, so a value bounded by a handler and again by the audit append
+/// is not escaped twice.
+pub fn bounded(s: &str, max: usize) -> String {
+    if !s.chars().any(needs_escape) && s.len() <= max {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len().min(max));
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if needs_escape(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+        if out.len() > max {
+            break;
+        }
+    }
+    if out.len() <= max {
+        return out;
+    }
+    let marker = format!("…[cut, {} bytes]", s.len());
+    let mut keep = max.saturating_sub(marker.len());
+    while !out.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    // Do not leave half an escape (`\u{1` ...) before the marker.
+    if let Some(i) = out[..keep].rfind('\\') {
+        let open_u = !out[i..keep].contains('}') && out[i..].starts_with("\\u{");
+        if open_u || i + 1 == keep {
+            keep = i;
+        }
+    }
+    out.truncate(keep);
+    out.push_str(&marker);
+    out
+}
+
 /// A stored row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -78,6 +155,7 @@ pub fn next_row(prev: Option<(i64, &str)>, at: String, entry: Entry) -> Row {
         Some((s, h)) => (s + 1, h.to_owned()),
         None => (1, GENESIS.to_owned()),
     };
+    let entry = entry.bounded();
     let hash = row_hash(&prev_hash, seq, &at, &entry);
     Row {
         seq,
@@ -259,6 +337,37 @@ mod tests {
             &rehashed[2].entry,
         );
         assert_eq!(verify(&rehashed), Err(ChainError::Link { seq: 4 }));
+    }
+
+    #[test]
+    fn bounded_escapes_and_cuts() {
+        assert_eq!(bounded("store-042-node-1", 256), "store-042-node-1");
+        assert_eq!(
+            bounded("a\nb\x1b[2Jc\\d\u{202e}e", 256),
+            "a\\nb\\u{1b}[2Jc\\d\\u{202e}e"
+        );
+        let long = "é".repeat(50_000);
+        let b = bounded(&long, 256);
+        assert!(b.len() <= 256, "{}", b.len());
+        assert!(b.ends_with("…[cut, 100000 bytes]"), "{b}");
+        assert!(b.starts_with("éé"));
+        assert_eq!(bounded(&b, 256), b, "idempotent");
+        // No half escape before the marker.
+        let bells = bounded(&"\u{7}".repeat(100), 40);
+        assert!(bells.ends_with("}…[cut, 100 bytes]"), "{bells}");
+        let e = Entry {
+            node_id: "x".repeat(100_000),
+            detail: "\u{7}".repeat(5000),
+            ..Default::default()
+        }
+        .bounded();
+        assert!(e.node_id.len() <= FIELD_MAX);
+        assert!(e.detail.len() <= DETAIL_MAX);
+        assert!(!e.detail.contains('\u{7}'));
+        // What was stored is what was hashed: the chain verifies.
+        let row = next_row(None, "2026-12-02T00:00:00Z".into(), e.clone());
+        assert_eq!(row.entry, e);
+        assert!(verify(&[row]).is_ok());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::issue::acme_eab::AcmeEabConfig;
 use crate::issue::ceph::CephConfig;
 use crate::issue::gitops::GitopsConfig;
+use crate::server::limits::{Limits, LimitsError};
 
 /// `keel-enroll.toml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -73,6 +74,10 @@ pub struct Config {
     /// Largest request body accepted, bytes.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Abuse limits: timeouts, per-address connections and request rate
+    /// (`[limits]`, every key optional; see [`Limits`] for the defaults).
+    #[serde(default)]
+    pub limits: Limits,
     /// Per-store join material.
     #[serde(default)]
     pub stores: BTreeMap<String, StoreConfig>,
@@ -133,6 +138,9 @@ pub enum ConfigError {
     /// The TOML is wrong.
     #[error("config: {0}")]
     Parse(#[from] toml::de::Error),
+    /// A `[limits]` value cannot work.
+    #[error("config: {0}")]
+    Limits(#[from] LimitsError),
 }
 
 /// A parsed configuration and the SHA-256 of its text (recorded in the audit log).
@@ -147,7 +155,9 @@ pub struct Loaded {
 impl Config {
     /// Parses a configuration text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        Ok(toml::from_str(text)?)
+        let c: Config = toml::from_str(text)?;
+        c.limits.check()?;
+        Ok(c)
     }
 
     /// Reads and parses a configuration file; relative paths are resolved
@@ -240,6 +250,19 @@ trust-root = "bundle.pub"
         )
         .expect("full");
         assert!(c.stores["s1"].acme_eab.is_some());
+        assert_eq!(c.limits, Limits::default());
+        let base = "tls-cert = \"a\"\ntls-key = \"b\"\nnode-ca-cert = \"c\"\nnode-ca-key = \"d\"\n\
+                    database = \"sqlite:x\"\nek-roots = \"r\"\n";
+        let c = Config::parse(&format!(
+            "{base}[limits]\nheader-read-timeout-secs = 2.5\nburst = 5\n"
+        ))
+        .expect("limits");
+        assert_eq!(c.limits.header_read_timeout_secs, 2.5);
+        assert_eq!(c.limits.burst, 5);
+        assert_eq!(c.limits.requests_per_second, 20.0);
+        let e = Config::parse(&format!("{base}[limits]\nburst = 0\n")).expect_err("burst 0");
+        assert!(e.to_string().contains("burst"), "{e}");
+        assert!(Config::parse(&format!("{base}[limits]\nbogus = 1\n")).is_err());
         assert!(Config::parse("listen = 1").is_err());
         assert!(Config::parse("tls-cert = \"a\"\nbogus = 1").is_err());
     }

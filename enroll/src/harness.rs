@@ -21,7 +21,8 @@ pub struct Options {
     pub ek_roots: Vec<String>,
     /// PCR policy (keel-attest TOML format).
     pub policy: String,
-    /// Extra TOML appended to the configuration (e.g. `[stores.x...]`).
+    /// Extra TOML appended to the configuration (e.g. `[stores.x...]`, or
+    /// `[limits]` with tighter abuse limits).
     pub extra_config: String,
     /// Largest request body (default: the protocol's limit).
     pub max_body: Option<usize>,
@@ -99,6 +100,7 @@ impl Harness {
             &p.loaded.config.listen,
             tls,
             p.loaded.config.max_body_bytes,
+            &p.loaded.config.limits,
         )
         .await?;
         // The address it listens on (a namespace's bridge address in the

@@ -97,6 +97,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &loaded.config.listen,
                 tls,
                 loaded.config.max_body_bytes,
+                &loaded.config.limits,
             )
             .await?;
             println!("keel-enroll listening on https://{}", running.addr);

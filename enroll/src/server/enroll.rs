@@ -92,6 +92,9 @@ async fn refuse(
     msg: String,
     start: bool,
 ) -> Response {
+    // The message may quote the request (a parser error): bounded and
+    // escaped like the audit row, so the answer cannot be used as a mirror.
+    let msg = crate::audit::bounded(&msg, crate::audit::DETAIL_MAX);
     entry.decision = format!("rejected:{code}");
     entry.detail = msg.clone();
     if let Err(e) = app.store.audit(entry).await {

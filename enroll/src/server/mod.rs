@@ -4,10 +4,17 @@
 //! `POST /v1/nodes/report` and `POST /v1/nodes/renew` (signed by the node
 //! identity key), `GET /v1/crl` (revoked node certificates), `GET /healthz`.
 //! Bodies above the configured limit are refused with 413 before parsing.
+//! Abuse limits (`[limits]`: timeouts, per-address connections and request
+//! rate) are in [`limits`], applied by [`conn`] per connection and by
+//! [`guard`] per request.
 
+mod conn;
 mod enroll;
 pub use enroll::valid_id;
+mod guard;
+pub mod limits;
 mod nodeauth;
+pub mod ratelimit;
 mod renew;
 mod report;
 pub use nodeauth::{check_signature, Signer};
@@ -32,6 +39,7 @@ use crate::issue::Issuer;
 use crate::metrics::{Counted, Endpoint};
 use crate::store::Store;
 use axum::extract::State;
+use limits::Limits;
 
 /// Everything a request handler needs.
 pub struct App {
@@ -186,8 +194,9 @@ pub fn pem_first_der(pem: &str) -> anyhow::Result<Vec<u8>> {
     Ok(cert.to_vec())
 }
 
-/// The router with all endpoints.
-pub fn router(app: Arc<App>, max_body: usize) -> Router {
+/// The router with all endpoints, each behind the per-request guard (rate
+/// limit, request timeout).
+pub fn router(app: Arc<App>, max_body: usize, guard: guard::Guard) -> Router {
     Router::new()
         .route(paths::START, post(enroll::start))
         .route(paths::FINISH, post(enroll::finish))
@@ -197,6 +206,8 @@ pub fn router(app: Arc<App>, max_body: usize) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(guard, guard::guard))
+        // Outermost: requests the guard refuses are counted too.
         .layer(axum::middleware::from_fn_with_state(app.clone(), measure))
         .with_state(app)
 }
@@ -249,7 +260,7 @@ async fn metrics(State(app): State<Arc<App>>) -> axum::response::Response {
 }
 
 /// Loads the server certificate chain and key into a rustls config (TLS 1.2+,
-/// ring provider, HTTP/1.1 and h2).
+/// ring provider, HTTP/1.1 only: see [`conn`] for why not h2).
 pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerConfig> {
     let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
         std::fs::File::open(cert).with_context(|| format!("opening {}", cert.display()))?,
@@ -269,7 +280,7 @@ pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerConfi
     .with_no_client_auth()
     .with_single_cert(certs, key)
     .context("server certificate and key")?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(cfg)
 }
 
@@ -292,30 +303,43 @@ impl Running {
     }
 }
 
-/// Binds `listen` and serves HTTPS in a background task.
+/// Binds `listen` and serves HTTPS in a background task, within `limits`.
 pub async fn spawn(
     app: Arc<App>,
     listen: &str,
     tls: rustls::ServerConfig,
     max_body: usize,
+    limits: &Limits,
 ) -> anyhow::Result<Running> {
+    limits.check()?;
     let listener =
         std::net::TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let handle = axum_server::Handle::new();
     let rustls_cfg = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
-    let server = axum_server::from_tcp_rustls(listener, rustls_cfg).handle(handle.clone());
-    let svc = router(app.clone(), max_body).into_make_service();
+    let conns = ratelimit::ConnLimiter::new(limits.max_connections_per_address);
+    let mut server = axum_server::from_tcp(listener)
+        .acceptor(conn::acceptor(rustls_cfg, limits, conns))
+        .handle(handle.clone());
+    conn::configure(server.http_builder(), limits);
+    let rate = Arc::new(ratelimit::RateLimiter::new(limits));
+    let g = guard::Guard {
+        rate: rate.clone(),
+        request_timeout: limits.request_timeout(),
+    };
+    let svc = router(app.clone(), max_body, g).into_make_service_with_connect_info::<SocketAddr>();
     let task = tokio::spawn(async move { server.serve(svc).await });
     // Expired sessions are purged in the background (a replayed finish for a
-    // purged session is refused as unknown).
+    // purged session is refused as unknown), and so are the rate limiter's
+    // idle addresses.
     let store = app.store.clone();
     let ttl = app.session_ttl;
     let purge = tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
             tick.tick().await;
+            rate.sweep(std::time::Instant::now());
             let cut = time::OffsetDateTime::now_utc().unix_timestamp() - ttl.max(60) * 10;
             if let Err(e) = store.purge_sessions(cut).await {
                 tracing::warn!("purging sessions: {e}");

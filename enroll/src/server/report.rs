@@ -16,7 +16,7 @@ use keel_attest::client::NodeReport;
 use keel_attest::protocol::{RejectCode, RejectReason};
 
 use super::App;
-use crate::audit::Entry;
+use crate::audit::{bounded, Entry, DETAIL_MAX, FIELD_MAX};
 use crate::store::{NodeKey, StoreError};
 
 /// Largest accepted clock difference, seconds.
@@ -53,7 +53,7 @@ pub async fn report(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes
                 StatusCode::BAD_REQUEST,
                 Json(RejectReason::new(
                     RejectCode::MalformedRequest,
-                    e.to_string(),
+                    bounded(&e.to_string(), DETAIL_MAX),
                 )),
             )
                 .into_response()
@@ -68,7 +68,12 @@ pub async fn report(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes
             "report timestamp is more than 5 minutes off (replayed or clock wrong)",
         );
     }
-    match app.store.report(&signer, &r.revision, &r.status, now).await {
+    // Signed by an admitted node, but still input: stored bounded.
+    let (revision, status) = (
+        bounded(&r.revision, FIELD_MAX),
+        bounded(&r.status, FIELD_MAX),
+    );
+    match app.store.report(&signer, &revision, &status, now).await {
         Ok(()) => {}
         Err(StoreError::NotFound(m)) => return deny(RejectCode::Revoked, m),
         Err(e) => {
@@ -82,7 +87,7 @@ pub async fn report(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes
         node_id: r.node_id.clone(),
         store_id: signer.store_id.clone(),
         decision: "ok".into(),
-        detail: format!("revision {} status {}", r.revision, r.status),
+        detail: format!("revision {revision} status {status}"),
         config_sha256: app.config_sha256.clone(),
         ..Default::default()
     };

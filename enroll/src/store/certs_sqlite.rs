@@ -23,7 +23,8 @@ fn cert_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<CertRow> {
 #[async_trait]
 impl RevocationStore for SqliteStore {
     async fn record_cert(&self, c: &CertRow) -> Result<bool, StoreError> {
-        self.run(|conn| {
+        let c = c.clone();
+        self.run(move |conn| {
             let n = conn.execute(
                 "INSERT INTO node_certs (serial, node_id, store_id, not_after, issued_at)
                  SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS
@@ -36,7 +37,8 @@ impl RevocationStore for SqliteStore {
     }
 
     async fn cert(&self, serial: &str) -> Result<Option<CertRow>, StoreError> {
-        self.run(|conn| {
+        let serial = serial.to_owned();
+        self.run(move |conn| {
             Ok(conn
                 .prepare_cached(&format!(
                     "SELECT {CERT_COLS} FROM node_certs WHERE serial = ?1"
@@ -53,7 +55,9 @@ impl RevocationStore for SqliteStore {
         store_id: &str,
         now: i64,
     ) -> Result<Vec<String>, StoreError> {
-        self.run(|conn| {
+        let node_id = node_id.to_owned();
+        let store_id = store_id.to_owned();
+        self.run(move |conn| {
             let mut st = conn.prepare(
                 "UPDATE node_certs SET revoked_at = ?3
                  WHERE node_id = ?1 AND store_id = ?2 AND revoked_at IS NULL RETURNING serial",
@@ -68,7 +72,7 @@ impl RevocationStore for SqliteStore {
     }
 
     async fn revoked_certs(&self, now: i64) -> Result<Vec<CertRow>, StoreError> {
-        self.run(|conn| {
+        self.run(move |conn| {
             let mut st = conn.prepare(&format!(
                 "SELECT {CERT_COLS} FROM node_certs
                  WHERE revoked_at IS NOT NULL AND not_after >= ?1 ORDER BY serial"
@@ -88,7 +92,10 @@ impl RevocationStore for SqliteStore {
         pool: &[String],
         now: i64,
     ) -> Result<Option<String>, StoreError> {
-        self.run(|conn| {
+        let store_id = store_id.to_owned();
+        let node_id = node_id.to_owned();
+        let pool = pool.to_vec();
+        self.run(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let held: Option<String> = tx
                 .query_row(
@@ -122,7 +129,9 @@ impl RevocationStore for SqliteStore {
         node_id: &str,
         now: i64,
     ) -> Result<Vec<String>, StoreError> {
-        self.run(|conn| {
+        let store_id = store_id.to_owned();
+        let node_id = node_id.to_owned();
+        self.run(move |conn| {
             let mut st = conn.prepare(
                 "UPDATE eab_keys SET revoked_at = ?3
                  WHERE store_id = ?1 AND node_id = ?2 AND revoked_at IS NULL RETURNING key_id",

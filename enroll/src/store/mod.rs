@@ -12,6 +12,7 @@ pub mod pg_url;
 pub mod postgres;
 mod schema;
 pub mod sqlite;
+mod sqlite_thread;
 
 pub use certs::{CertRow, RevocationStore};
 
