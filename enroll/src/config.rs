@@ -252,7 +252,7 @@ trust-root = "bundle.pub"
         assert!(c.stores["s1"].acme_eab.is_some());
         assert_eq!(c.limits, Limits::default());
         let base = "tls-cert = \"a\"\ntls-key = \"b\"\nnode-ca-cert = \"c\"\nnode-ca-key = \"d\"\n\
-                    database = \"sqlite:x\"\nek-roots = \"r\"\n";
+                    audit-key = \"e\"\ndatabase = \"sqlite:x\"\nek-roots = \"r\"\n";
         let c = Config::parse(&format!(
             "{base}[limits]\nheader-read-timeout-secs = 2.5\nburst = 5\n"
         ))

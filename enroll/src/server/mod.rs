@@ -303,6 +303,36 @@ impl Running {
     }
 }
 
+/// Connections the kernel queues for `accept` (std's default is 128). A
+/// burst of connections beyond the queue leaves half-open connections the
+/// service never sees, which then neither the handshake nor the header
+/// timeout can close; the kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `listen` (address reuse, [`LISTEN_BACKLOG`]), non-blocking.
+fn bind(listen: &str) -> anyhow::Result<std::net::TcpListener> {
+    let addr: SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(listen)
+        .with_context(|| format!("resolving listen address {listen}"))?
+        .next()
+        .with_context(|| format!("listen address {listen} resolves to nothing"))?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .context("creating the listening socket")?;
+    socket.set_reuseaddr(true)?;
+    socket
+        .bind(addr)
+        .with_context(|| format!("binding {listen}"))?;
+    let listener = socket
+        .listen(LISTEN_BACKLOG)
+        .with_context(|| format!("listening on {listen}"))?
+        .into_std()?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
 /// Binds `listen` and serves HTTPS in a background task, within `limits`.
 pub async fn spawn(
     app: Arc<App>,
@@ -312,9 +342,7 @@ pub async fn spawn(
     limits: &Limits,
 ) -> anyhow::Result<Running> {
     limits.check()?;
-    let listener =
-        std::net::TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
-    listener.set_nonblocking(true)?;
+    let listener = bind(listen)?;
     let addr = listener.local_addr()?;
     let handle = axum_server::Handle::new();
     let rustls_cfg = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));

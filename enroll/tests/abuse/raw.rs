@@ -45,14 +45,14 @@ impl Target {
     pub async fn tcp(&self, src: IpAddr) -> std::io::Result<TcpStream> {
         let s = TcpSocket::new_v4()?;
         s.bind(SocketAddr::new(src, 0))?;
-        s.connect(self.addr).await
+        bounded(s.connect(self.addr)).await
     }
 
     /// A TLS connection from `src` (handshake done).
     pub async fn tls(&self, src: IpAddr) -> std::io::Result<TlsStream<TcpStream>> {
         let tcp = self.tcp(src).await?;
         let name = rustls::pki_types::ServerName::IpAddress(self.addr.ip().into());
-        self.tls.connect(name, tcp).await
+        bounded(self.tls.connect(name, tcp)).await
     }
 
     /// An HTTPS client whose connections come from `src`.
@@ -94,7 +94,10 @@ where
         if Instant::now() > give_up {
             return End::StillOpen;
         }
+        // The cap holds even while a read is pending (a silent connection
+        // drips nothing, so only the server closing it or the cap ends it).
         tokio::select! {
+            _ = tokio::time::sleep_until(give_up.into()) => return End::StillOpen,
             n = r.read(&mut buf) => match n {
                 Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
                 _ => {
@@ -112,6 +115,16 @@ where
             }
         }
     }
+}
+
+/// Gives up on a connect or handshake after 30 s (a hung attacker must not
+/// hang the test: it then counts as refused).
+async fn bounded<T>(
+    f: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    tokio::time::timeout(Duration::from_secs(30), f)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in 30 s"))?
 }
 
 /// A start request's header that never ends (slowloris).
