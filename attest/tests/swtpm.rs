@@ -204,14 +204,16 @@ fn rsa_ek_round_trip_and_rejections() {
         .expect_err("release");
     assert_eq!(e.code(), RejectCode::UnknownRelease);
 
-    // Wrong nonce: the session expected another nonce (so also another proof).
+    // Wrong nonce: the session expected another nonce. The session keeps
+    // only the hash of the proof fixed at challenge time, so the proof
+    // passes and the quote, made over the real nonce, is refused.
     let mut s = run.session.clone();
     s.nonce.0[0] ^= 1;
     let e = run
         .verifier
         .verify_finish(&s, &run.finish, OffsetDateTime::now_utc())
         .expect_err("nonce");
-    assert_eq!(e.code(), RejectCode::ActivationFailed, "{e}");
+    assert_eq!(e.code(), RejectCode::QuoteNonce, "{e}");
 
     // Expired session.
     let e = run
