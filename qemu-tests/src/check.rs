@@ -10,11 +10,18 @@ pub const PREFIX: &str = "KEEL-CHECK";
 /// A regex matching a whole check line, for `Vm::wait_for_console`. The unit
 /// prints through the journal to the console, which may put the kernel-log
 /// prefix (`[  140.449257] keel-check[379]: `) in front.
-pub const LINE_REGEX: &str = r"^(?:\[[^\]]*\] \S+: )?KEEL-CHECK( [a-z0-9-]+=\S*)+ end=1$";
+pub const LINE_REGEX: &str =
+    r"^(?:\S+ login: )?(?:\[[^\]]*\] \S+: )?KEEL-CHECK( [a-z0-9-]+=\S*)+ end=1$";
 
 /// Parses a check line into its key/value pairs; `None` if it is not one.
 pub fn parse(line: &str) -> Option<BTreeMap<String, String>> {
     let line = line.trim();
+    // The serial getty's prompt has no newline: a kernel console message
+    // printed right after it lands on the same line ("test-tiny login: [...").
+    let line = match line.split_once(" login: ") {
+        Some((host, rest)) if !host.contains(' ') && rest.starts_with('[') => rest,
+        _ => line,
+    };
     let line = match line.strip_prefix('[') {
         // "[  140.449257] keel-check[379]: KEEL-CHECK ..."
         Some(rest) => rest.split_once("]: ")?.1,
@@ -67,6 +74,10 @@ mod tests {
         let re = regex_lite(LINE_REGEX);
         assert!(re("KEEL-CHECK a=1 b=2 end=1"));
         assert!(re("[  140.449257] keel-check[379]: KEEL-CHECK a=1 end=1"));
+        // Behind the serial getty's prompt (it prints no newline).
+        let behind = "test-tiny login: [   86.452669] keel-check[393]: KEEL-CHECK a=1 end=1";
+        assert!(re(behind));
+        assert_eq!(parse(behind).unwrap()["a"], "1");
         assert!(!re("echo KEEL-CHECK a=1 end=1"));
         assert!(
             !re("KEEL-CHECK a=1 b=2 en"),
