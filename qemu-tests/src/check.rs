@@ -77,7 +77,7 @@ mod tests {
         // Behind the serial getty's prompt (it prints no newline).
         let behind = "test-tiny login: [   86.452669] keel-check[393]: KEEL-CHECK a=1 end=1";
         assert!(re(behind));
-        assert_eq!(parse(behind).unwrap()["a"], "1");
+        assert_eq!(parse(behind).expect("parses")["a"], "1");
         assert!(!re("echo KEEL-CHECK a=1 end=1"));
         assert!(
             !re("KEEL-CHECK a=1 b=2 en"),
