@@ -65,87 +65,8 @@ pub enum Counted {
     Rejected(RejectCode),
 }
 
-/// Every reject code, in slot order ([`code_slot`] is its inverse).
-const CODES: [RejectCode; 32] = {
-    use RejectCode::*;
-    [
-        UnsupportedVersion,
-        MalformedRequest,
-        EkCertUntrusted,
-        EkCertMismatch,
-        EkNotAllowed,
-        TokenInvalid,
-        TokenReused,
-        AkAttributes,
-        AkNameMismatch,
-        TpmStructure,
-        CsrInvalid,
-        SessionUnknown,
-        SessionExpired,
-        SessionReplayed,
-        ActivationFailed,
-        QuoteInvalid,
-        QuoteNonce,
-        PcrSelection,
-        PcrDigest,
-        EventLogMalformed,
-        EventLogReplay,
-        PcrPolicy,
-        UnknownRelease,
-        ReleaseDenied,
-        IdentityConflict,
-        Revoked,
-        RateLimited,
-        Internal,
-        SignatureInvalid,
-        CertUnknown,
-        CertExpired,
-        Unknown,
-    ]
-};
-
-/// The slot of a reject code. An exhaustive match: a new code does not
-/// compile until it has a slot (and a place in [`CODES`]).
-fn code_slot(c: RejectCode) -> usize {
-    use RejectCode::*;
-    match c {
-        UnsupportedVersion => 0,
-        MalformedRequest => 1,
-        EkCertUntrusted => 2,
-        EkCertMismatch => 3,
-        EkNotAllowed => 4,
-        TokenInvalid => 5,
-        TokenReused => 6,
-        AkAttributes => 7,
-        AkNameMismatch => 8,
-        TpmStructure => 9,
-        CsrInvalid => 10,
-        SessionUnknown => 11,
-        SessionExpired => 12,
-        SessionReplayed => 13,
-        ActivationFailed => 14,
-        QuoteInvalid => 15,
-        QuoteNonce => 16,
-        PcrSelection => 17,
-        PcrDigest => 18,
-        EventLogMalformed => 19,
-        EventLogReplay => 20,
-        PcrPolicy => 21,
-        UnknownRelease => 22,
-        ReleaseDenied => 23,
-        IdentityConflict => 24,
-        Revoked => 25,
-        RateLimited => 26,
-        Internal => 27,
-        SignatureInvalid => 28,
-        CertUnknown => 29,
-        CertExpired => 30,
-        Unknown => 31,
-    }
-}
-
 const OUTCOMES: [&str; 4] = ["challenge", "admitted", "pending", "accepted"];
-const SLOTS: usize = OUTCOMES.len() + CODES.len();
+const SLOTS: usize = OUTCOMES.len() + RejectCode::ALL.len();
 
 fn slot(c: Counted) -> usize {
     match c {
@@ -153,7 +74,7 @@ fn slot(c: Counted) -> usize {
         Counted::Admitted => 1,
         Counted::Pending => 2,
         Counted::Accepted => 3,
-        Counted::Rejected(code) => OUTCOMES.len() + code_slot(code),
+        Counted::Rejected(code) => OUTCOMES.len() + code.index(),
     }
 }
 
@@ -246,7 +167,7 @@ impl Metrics {
                     e.name()
                 );
             }
-            for (i, code) in CODES.iter().enumerate() {
+            for (i, code) in RejectCode::ALL.iter().enumerate() {
                 let n = slots[OUTCOMES.len() + i].load(Ordering::Relaxed);
                 if n > 0 || e != Endpoint::Report {
                     let _ = writeln!(
@@ -406,7 +327,7 @@ mod tests {
         }
         assert_eq!(esc("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
         // Every reject code has its own slot.
-        for (i, c) in CODES.iter().enumerate() {
+        for (i, c) in RejectCode::ALL.iter().enumerate() {
             assert_eq!(slot(Counted::Rejected(*c)), OUTCOMES.len() + i, "{c}");
         }
     }

@@ -82,6 +82,84 @@ pub enum RejectCode {
 }
 
 impl RejectCode {
+    /// Every code, in [`RejectCode::index`] order (for tables and counters).
+    pub const ALL: [RejectCode; 32] = {
+        use RejectCode::*;
+        [
+            UnsupportedVersion,
+            MalformedRequest,
+            EkCertUntrusted,
+            EkCertMismatch,
+            EkNotAllowed,
+            TokenInvalid,
+            TokenReused,
+            AkAttributes,
+            AkNameMismatch,
+            TpmStructure,
+            CsrInvalid,
+            SessionUnknown,
+            SessionExpired,
+            SessionReplayed,
+            ActivationFailed,
+            QuoteInvalid,
+            QuoteNonce,
+            PcrSelection,
+            PcrDigest,
+            EventLogMalformed,
+            EventLogReplay,
+            PcrPolicy,
+            UnknownRelease,
+            ReleaseDenied,
+            IdentityConflict,
+            Revoked,
+            RateLimited,
+            Internal,
+            SignatureInvalid,
+            CertUnknown,
+            CertExpired,
+            Unknown,
+        ]
+    };
+
+    /// This code's position in [`RejectCode::ALL`]. An exhaustive match: a
+    /// new code does not compile until it has a place there too.
+    pub fn index(self) -> usize {
+        use RejectCode::*;
+        match self {
+            UnsupportedVersion => 0,
+            MalformedRequest => 1,
+            EkCertUntrusted => 2,
+            EkCertMismatch => 3,
+            EkNotAllowed => 4,
+            TokenInvalid => 5,
+            TokenReused => 6,
+            AkAttributes => 7,
+            AkNameMismatch => 8,
+            TpmStructure => 9,
+            CsrInvalid => 10,
+            SessionUnknown => 11,
+            SessionExpired => 12,
+            SessionReplayed => 13,
+            ActivationFailed => 14,
+            QuoteInvalid => 15,
+            QuoteNonce => 16,
+            PcrSelection => 17,
+            PcrDigest => 18,
+            EventLogMalformed => 19,
+            EventLogReplay => 20,
+            PcrPolicy => 21,
+            UnknownRelease => 22,
+            ReleaseDenied => 23,
+            IdentityConflict => 24,
+            Revoked => 25,
+            RateLimited => 26,
+            Internal => 27,
+            SignatureInvalid => 28,
+            CertUnknown => 29,
+            CertExpired => 30,
+            Unknown => 31,
+        }
+    }
     /// The kebab-case code as it appears on the wire.
     pub fn as_str(self) -> &'static str {
         use RejectCode::*;
@@ -212,6 +290,9 @@ mod tests {
             serde_json::from_str::<RejectCode>("\"some-future-code\"").unwrap(),
             RejectCode::Unknown
         );
+        for (i, c) in RejectCode::ALL.iter().enumerate() {
+            assert_eq!(c.index(), i, "{c}");
+        }
         let r = RejectReason::new(RejectCode::TokenReused, "token already used");
         assert!(r.to_string().contains("token-reused"));
     }
