@@ -400,17 +400,31 @@ impl Admin {
         })
     }
 
-    /// Writes `out/audit/edge/YYYYMMDD.json` for `day`, carrying the signed
-    /// chain head, and its detached signature `YYYYMMDD.json.sig`; returns the path.
-    pub async fn audit_export(&self, day: &str, out: &Path) -> anyhow::Result<std::path::PathBuf> {
-        time::Date::parse(
-            day,
-            time::macros::format_description!("[year]-[month]-[day]"),
-        )
-        .with_context(|| format!("{day:?} is not YYYY-MM-DD"))?;
+    /// Writes `out/audit/edge/YYYYMMDD.json` for `day` (`YYYY-MM-DD`, `today`
+    /// or `yesterday`, UTC): the day's rows, the signed chain head, the
+    /// inventory as it stands and, given the loaded `config`, its hash and
+    /// its trust inputs' hashes ([`crate::evidence`]); and its detached
+    /// signature `YYYYMMDD.json.sig`. Returns the path.
+    pub async fn audit_export(
+        &self,
+        day: &str,
+        out: &Path,
+        config: Option<&crate::config::Loaded>,
+    ) -> anyhow::Result<std::path::PathBuf> {
+        let day = crate::evidence::resolve_day(day, time::OffsetDateTime::now_utc())?;
+        let day = day.as_str();
+        // Collected first: a trust input that cannot be read stops the
+        // export before anything is signed or written.
+        let config = config
+            .map(crate::evidence::ConfigEvidence::collect)
+            .transpose()?;
         self.sign_head().await.context("signing the chain head")?;
         let rows = self.store.audit_rows().await?;
         let mut doc = audit::export_day(&rows, day).context("audit chain does not verify")?;
+        doc.nodes = self.nodes(None).await?.iter().map(Into::into).collect();
+        doc.config = config;
+        doc.exported_at = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)?;
         let heads = self.store.audit_heads().await?;
         crate::audit_sign::verify_heads(&rows, &heads, self.audit_key.public())
             .context("audit chain heads do not verify")?;

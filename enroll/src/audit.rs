@@ -235,6 +235,15 @@ pub struct DayExport {
     pub config_sha256: Vec<String>,
     /// That day's rows.
     pub rows: Vec<Row>,
+    /// When the export was written (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub exported_at: String,
+    /// The inventory at export time (absent in exports made before it was added).
+    #[serde(default)]
+    pub nodes: Vec<crate::evidence::NodeState>,
+    /// The configuration in force at export time and its trust inputs' hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<crate::evidence::ConfigEvidence>,
     /// The chain head above, signed by the audit key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed_head: Option<crate::audit_sign::SignedHead>,
@@ -265,6 +274,9 @@ pub fn export_day(all: &[Row], day: &str) -> Result<DayExport, ChainError> {
         chain_head_hash: hash,
         config_sha256: cfg,
         rows,
+        exported_at: String::new(),
+        nodes: Vec::new(),
+        config: None,
         signed_head: None,
     })
 }

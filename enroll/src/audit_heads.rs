@@ -169,6 +169,10 @@ pub struct ExportReport {
     pub day: String,
     /// Rows in the export.
     pub rows: usize,
+    /// Nodes in its inventory snapshot.
+    pub nodes: usize,
+    /// The configuration hash it records as in force at export time.
+    pub config_sha256: Option<String>,
     /// The signed chain head it carries.
     pub head: SignedHead,
 }
@@ -214,6 +218,8 @@ pub fn check_export(file: &Path, key: &AuditPub) -> Result<ExportReport, TipErro
     Ok(ExportReport {
         day: doc.day,
         rows: doc.rows.len(),
+        nodes: doc.nodes.len(),
+        config_sha256: doc.config.map(|c| c.config_sha256),
         head,
     })
 }

@@ -164,11 +164,13 @@ pub enum AuditCmd {
         #[arg(long)]
         key: Option<PathBuf>,
     },
-    /// Write DIR/audit/edge/YYYYMMDD.json with the day's decisions, config
-    /// hashes and the signed chain head, and its signature YYYYMMDD.json.sig.
+    /// Write DIR/audit/edge/YYYYMMDD.json with the day's decisions, the
+    /// inventory (every node's state), the configuration's hash and its trust
+    /// inputs' hashes and the signed chain head, and its signature
+    /// YYYYMMDD.json.sig (the nightly evidence; see keel-enroll-evidence.timer).
     Export {
-        /// Day, YYYY-MM-DD (UTC).
-        #[arg(long)]
+        /// Day: YYYY-MM-DD, `today` or `yesterday` (UTC).
+        #[arg(long, default_value = "yesterday")]
         day: String,
         /// Output directory.
         #[arg(long, default_value = ".")]

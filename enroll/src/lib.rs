@@ -13,6 +13,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod devcerts;
+pub mod evidence;
 pub mod harness;
 pub mod issue;
 pub mod metrics;

@@ -186,12 +186,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let key = audit_pub(&cli, key.as_deref())?;
             let r = keel_enroll::audit_heads::check_export(file, &key)?;
             println!(
-                "export OK: {} ({} rows), signature by audit key {}, signed chain head row {}",
-                r.day, r.rows, key.key_id, r.head.seq
+                "export OK: {} ({} rows, {} nodes, config {}), signature by audit key {}, signed chain head row {}",
+                r.day,
+                r.rows,
+                r.nodes,
+                r.config_sha256.as_deref().unwrap_or("not recorded"),
+                key.key_id,
+                r.head.seq
             );
         }
         Command::Audit(AuditCmd::Export { day, out }) => {
-            let p = admin(&cli).await?.audit_export(day, out).await?;
+            let loaded = Config::load(&cli.config)?;
+            let p = admin(&cli)
+                .await?
+                .audit_export(day, out, Some(&loaded))
+                .await?;
             println!("{}", p.display());
         }
         #[cfg(feature = "bench")]

@@ -251,7 +251,7 @@ async fn export_signature_verifies_and_tampering_fails() {
     let admin = h.admin();
     let day = &audit::now_rfc3339()[..10];
     let out = tempfile::tempdir().unwrap();
-    let file = admin.audit_export(day, out.path()).await.unwrap();
+    let file = admin.audit_export(day, out.path(), None).await.unwrap();
     let pubkey = h.dir.path().join("audit.pub");
     let key = keel_enroll::audit_sign::AuditPub::load(&pubkey).unwrap();
     let r = keel_enroll::audit_heads::check_export(&file, &key).unwrap();

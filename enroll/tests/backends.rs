@@ -103,10 +103,27 @@ async fn suite(h: &Harness) {
     );
     let day = &keel_enroll::audit::now_rfc3339()[..10];
     let out = tempfile::tempdir().unwrap();
-    let p = admin.audit_export(day, out.path()).await.unwrap();
+    let p = admin
+        .audit_export(day, out.path(), Some(&h.loaded))
+        .await
+        .unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
     assert_eq!(doc["rows"].as_array().unwrap().len(), rows);
     assert_eq!(doc["config-sha256"][0], h.loaded.sha256.as_str());
+    // The evidence part: the inventory as it stands and the config in force.
+    assert_eq!(doc["config"]["config-sha256"], h.loaded.sha256.as_str());
+    let inventory = h.store().nodes(None).await.unwrap();
+    assert_eq!(doc["nodes"].as_array().unwrap().len(), inventory.len());
+    assert!(doc["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["node-id"] == "tok-a" && n["status"] == "admitted"));
+    let inputs = doc["config"]["inputs"].as_object().unwrap();
+    assert!(
+        inputs.keys().any(|k| k.starts_with("node-ca-cert: ")),
+        "{inputs:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
