@@ -143,11 +143,12 @@ mod tests {
     #[test]
     fn days_resolve_in_utc() {
         let now = time::macros::datetime!(2026-03-01 00:10 UTC);
-        assert_eq!(resolve_day("yesterday", now).unwrap(), "2026-02-28");
-        assert_eq!(resolve_day("today", now).unwrap(), "2026-03-01");
-        assert_eq!(resolve_day("2025-12-31", now).unwrap(), "2025-12-31");
+        let day = |d: &str| resolve_day(d, now).expect("a day");
+        assert_eq!(day("yesterday"), "2026-02-28");
+        assert_eq!(day("today"), "2026-03-01");
+        assert_eq!(day("2025-12-31"), "2025-12-31");
         for bad in ["2025-13-01", "last week", "20251231", ""] {
-            let e = resolve_day(bad, now).unwrap_err().to_string();
+            let e = resolve_day(bad, now).expect_err("refused").to_string();
             assert!(e.contains("YYYY-MM-DD"), "{bad}: {e}");
         }
     }
