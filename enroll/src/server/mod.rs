@@ -27,7 +27,7 @@ use anyhow::Context as _;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
-use keel_attest::client::{CRL_PATH, RENEW_PATH, REPORT_PATH};
+use keel_attest::protocol::{CRL_PATH, RENEW_PATH, REPORT_PATH};
 use keel_attest::protocol::paths;
 use keel_attest::verify::ekcert::TrustStore;
 use keel_attest::verify::policy::PcrPolicy;

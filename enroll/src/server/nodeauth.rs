@@ -17,7 +17,7 @@
 use axum::http::HeaderMap;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use keel_attest::client::{CERT_HEADER, SIGNATURE_HEADER};
+use keel_attest::protocol::{CERT_HEADER, SIGNATURE_HEADER};
 use keel_attest::protocol::RejectCode;
 use x509_parser::prelude::*;
 
