@@ -2,7 +2,7 @@
 //! (constant-time, assembly-backed P-256/P-384 and RSA), which is several
 //! times faster than the pure-Rust `p256`/`rsa` crates: the service's side of
 //! an enrollment is two ECDSA verifications (EK certificate, quote) and one
-//! ECDH (MakeCredential), see `keel-enroll bench` in docs/enrollment.md. The
+//! ECDH (MakeCredential), see `keel-enroll-bench` in docs/enrollment.md. The
 //! combinations ring does not offer (ECDSA with a hash
 //! that does not match the curve, RSA keys under 2048 bits) return `None`
 //! and the caller uses the pure-Rust path; a `Some(Err)` is a final "no".

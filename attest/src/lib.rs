@@ -1,8 +1,11 @@
 //! TPM identity for Keel: the node side (tss-esapi), the verifier side (pure
 //! software) and the enrollment protocol messages.
 //!
-//! - [`protocol`]: the messages of the enrollment protocol and the quote
-//!   binding both sides compute (see docs/enrollment-protocol.md).
+//! - [`protocol`]: the messages of the enrollment protocol (and of the node's
+//!   later report and renewal calls) and the quote binding both sides compute
+//!   (see docs/enrollment-protocol.md).
+//! - `client` (feature `client`): the node's HTTPS client of the protocol. The
+//!   service needs only [`protocol`] and [`verify`], with no features.
 //! - [`node`] (feature `tpm`, default): EK, EK certificate, AK, credential
 //!   activation, quotes, PCRs, event log on a real TPM. Blocking calls.
 //! - [`verify`]: the service's checks, no TPM needed: EK certificate chain,

@@ -23,6 +23,7 @@
 mod b64;
 mod join;
 mod reject;
+mod report;
 
 use std::collections::BTreeMap;
 
@@ -34,6 +35,10 @@ use time::OffsetDateTime;
 pub use b64::{Bytes32, B64};
 pub use join::{AcmeJoin, CephJoin, EnrollInfo, GitopsJoin, JoinMaterial, NodeIdentity};
 pub use reject::{RejectCode, RejectReason};
+pub use report::{
+    NodeReport, RenewRequest, RenewResponse, CERT_HEADER, CRL_PATH, RENEW_PATH, REPORT_PATH,
+    SIGNATURE_HEADER,
+};
 
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u32 = 1;

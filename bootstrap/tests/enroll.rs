@@ -10,7 +10,7 @@ use common::{policy, stage, text, STORE};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use keel_enroll::harness::{Harness, Options};
+use keel_enroll_bench::harness::{Harness, Options};
 use keel_testbed::swtpm::Swtpm;
 
 fn bin() -> &'static str {

@@ -17,7 +17,7 @@ use std::process::{Command, Output, Stdio};
 
 use base64::Engine;
 use keel_bootstrap::gitops::manifest;
-use keel_enroll::harness::{Harness, Options};
+use keel_enroll_bench::harness::{Harness, Options};
 use keel_testbed::{or_skip, CephCluster, GitServer, Pebble};
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::SigningKey;

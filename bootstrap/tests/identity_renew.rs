@@ -9,8 +9,8 @@ use std::path::Path;
 use keel_bootstrap::identity::{self, Renewal};
 use keel_enroll::admission::{AllowEntry, Claim};
 use keel_enroll::audit::Entry;
-use keel_enroll::harness::{Harness, Options};
 use keel_enroll::store::CertRow;
+use keel_enroll_bench::harness::{Harness, Options};
 
 fn entry(action: &str) -> Entry {
     Entry {
@@ -94,7 +94,7 @@ fn now() -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_renews_its_certificate_when_a_third_of_the_lifetime_remains() {
     let h = Harness::start(Options {
-        policy: keel_enroll::bench::bench_policy(),
+        policy: keel_enroll_bench::bench_policy(),
         ..Default::default()
     })
     .await

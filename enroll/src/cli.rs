@@ -1,4 +1,13 @@
-//! The command line: the service, admin commands and the benchmark.
+//! The command line: the service and the admin commands. The types are here
+//! (clap derive; doc comments are the help); each command group runs in its
+//! own module. The load generator is a program of its own, keel-enroll-bench.
+
+mod allowlist;
+mod audit;
+mod context;
+mod nodes;
+mod serve;
+mod token;
 
 use std::path::PathBuf;
 
@@ -47,10 +56,19 @@ pub enum Command {
     /// The hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
-    /// Load generator: simulated nodes (software TPM keys in TPM formats)
-    /// enrolling against a real server on loopback over HTTPS.
-    #[cfg(feature = "bench")]
-    Bench(BenchArgs),
+}
+
+/// Runs the command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config.as_path();
+    match &cli.command {
+        Command::Serve => serve::serve(config).await,
+        Command::DevCerts { out, sans } => serve::dev_certs(out, sans),
+        Command::Allowlist(cmd) => allowlist::run(config, cmd).await,
+        Command::Token(cmd) => token::run(config, cmd).await,
+        Command::Nodes(cmd) => nodes::run(config, cmd).await,
+        Command::Audit(cmd) => audit::run(config, cmd).await,
+    }
 }
 
 /// `allowlist ...`
@@ -176,58 +194,6 @@ pub enum AuditCmd {
         #[arg(long, default_value = ".")]
         out: PathBuf,
     },
-}
-
-/// `bench` arguments.
-#[derive(Debug, Clone, clap::Args)]
-pub struct BenchArgs {
-    /// Number of simulated nodes (full enrollments).
-    #[arg(long, default_value_t = 2000)]
-    pub nodes: usize,
-    /// Nodes enrolling at the same time.
-    #[arg(long, default_value_t = 100)]
-    pub concurrency: usize,
-    /// Storage backend.
-    #[arg(long, value_enum, default_value_t = Backend::Sqlite)]
-    pub backend: Backend,
-    /// EK/AK key type.
-    #[arg(long, value_enum, default_value_t = KeyType::Ecc)]
-    pub key: KeyType,
-    /// PostgreSQL URL (default: start a throw-away server with keel-testbed).
-    #[arg(long, env = "KEEL_BENCH_DATABASE_URL")]
-    pub database_url: Option<String>,
-    /// Open loop: nodes arriving per second (default: closed loop, `--concurrency`
-    /// nodes always in flight).
-    #[arg(long)]
-    pub rate: Option<f64>,
-    /// Share a pool of kept-alive connections between nodes instead of one new
-    /// TLS connection per node (real nodes each connect afresh).
-    #[arg(long)]
-    pub reuse_connections: bool,
-    /// The keel-enroll binary to run as the service (default: this one).
-    #[arg(long)]
-    pub server_bin: Option<PathBuf>,
-    /// Print the figures as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// Storage backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Backend {
-    /// Embedded SQLite.
-    Sqlite,
-    /// PostgreSQL.
-    Postgres,
-}
-
-/// Key type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum KeyType {
-    /// ECC P-256 EK and AK.
-    Ecc,
-    /// RSA-2048 EK and AK.
-    Rsa,
 }
 
 impl From<StatusArg> for crate::admission::NodeStatus {

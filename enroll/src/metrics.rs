@@ -43,7 +43,7 @@ impl Endpoint {
         match path {
             keel_attest::protocol::paths::START => Some(Endpoint::Start),
             keel_attest::protocol::paths::FINISH => Some(Endpoint::Finish),
-            keel_attest::client::REPORT_PATH => Some(Endpoint::Report),
+            keel_attest::protocol::REPORT_PATH => Some(Endpoint::Report),
             _ => None,
         }
     }

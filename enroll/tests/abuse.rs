@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use keel_attest::protocol::RejectCode;
-use keel_enroll::harness::{Harness, Options};
+use keel_enroll_bench::harness::{Harness, Options};
 use raw::{dribble, status_code, End, Target, SLOW_BODY_HEAD, SLOW_HEAD};
 
 /// A service with `[limits]` set to `limits` (TOML lines).
 pub async fn limited(limits: &str) -> Harness {
     Harness::start(Options {
-        policy: keel_enroll::bench::bench_policy(),
+        policy: keel_enroll_bench::bench_policy(),
         max_body: Some(256 * 1024),
         extra_config: format!("[limits]\n{limits}\n"),
         ..Default::default()

@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use keel_attest::protocol::{RejectCode, B64};
 use keel_attest::tpm2::public::attr;
-use keel_enroll::bench::EkCa;
+use keel_enroll_bench::EkCa;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adversarial_cases_are_rejected_with_their_reason() {
@@ -163,8 +163,8 @@ async fn adversarial_cases_are_rejected_with_their_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_nonce_is_rejected() {
-    let h = keel_enroll::harness::Harness::start(keel_enroll::harness::Options {
-        policy: keel_enroll::bench::bench_policy(),
+    let h = keel_enroll_bench::harness::Harness::start(keel_enroll_bench::harness::Options {
+        policy: keel_enroll_bench::bench_policy(),
         session_ttl: Some(1),
         ..Default::default()
     })
@@ -187,8 +187,8 @@ async fn ek_certificates_untrusted_and_mismatched() {
     let trusted = EkCa::new("Trusted TPM Vendor CA").unwrap();
     let trusted_pem = trusted.pem.clone();
     let untrusted = EkCa::new("Rogue CA").unwrap();
-    let h = keel_enroll::harness::Harness::start(keel_enroll::harness::Options {
-        policy: keel_enroll::bench::bench_policy(),
+    let h = keel_enroll_bench::harness::Harness::start(keel_enroll_bench::harness::Options {
+        policy: keel_enroll_bench::bench_policy(),
         ek_roots: vec![trusted_pem],
         ..Default::default()
     })

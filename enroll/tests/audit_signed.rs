@@ -14,7 +14,7 @@ use std::process::Command;
 use common::*;
 use keel_enroll::audit::{self, row_hash, Row};
 use keel_enroll::audit_sign::{AuditKey, HeadError};
-use keel_enroll::harness::Harness;
+use keel_enroll_bench::harness::Harness;
 
 /// A few admin changes: each appends a row and signs the tip.
 async fn activity(h: &Harness) {
@@ -351,8 +351,8 @@ async fn postgres_recomputed_chain_is_detected() {
 async fn signer_refuses_after_heads_vanish() {
     // The harness's own periodic signer must stay out of the way: one round
     // at start, the next a day later.
-    let h = Harness::start(keel_enroll::harness::Options {
-        policy: keel_enroll::bench::bench_policy(),
+    let h = Harness::start(keel_enroll_bench::harness::Options {
+        policy: keel_enroll_bench::bench_policy(),
         extra_config: "audit-sign-secs = 86400".into(),
         ..Default::default()
     })

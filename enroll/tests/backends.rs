@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use keel_attest::protocol::{Decision, RejectCode};
 use keel_enroll::admission::NodeStatus;
-use keel_enroll::harness::Harness;
+use keel_enroll_bench::harness::Harness;
 
 async fn suite(h: &Harness) {
     let c = client(h);

@@ -1,28 +1,37 @@
-//! The load generator itself: a small run against a real `keel-enroll serve`
-//! process must admit every simulated node (all five checks, with EK
-//! certificates) and report the service's CPU time. No timing is asserted.
+//! The load generator (keel-enroll-bench) against this crate's own binary:
+//! a small run against a real `keel-enroll serve` process must admit every
+//! simulated node (all five checks, with EK certificates) and report the
+//! service's CPU time. No timing is asserted. The flags are parsed as the
+//! `keel-enroll-bench` program parses them; its own tests check the program.
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
+use clap::Parser;
+use keel_enroll_bench::BenchArgs;
 
-fn bench(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_keel-enroll"))
-        .args(["bench", "--nodes", "24", "--concurrency", "6", "--json"])
-        .args(args)
-        .output()
-        .expect("running keel-enroll bench");
-    assert!(
-        out.status.success(),
-        "bench failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("bench --json prints JSON")
+async fn bench(args: &[&str]) -> serde_json::Value {
+    let mut args = BenchArgs::try_parse_from(
+        [
+            "keel-enroll-bench",
+            "--nodes",
+            "24",
+            "--concurrency",
+            "6",
+            "--json",
+        ]
+        .iter()
+        .chain(args),
+    )
+    .unwrap();
+    args.server_bin = Some(env!("CARGO_BIN_EXE_keel-enroll").into());
+    let report = keel_enroll_bench::run(args).await.expect("bench run");
+    let r = report.to_json();
+    assert_eq!(report.failed, 0, "{report}");
+    r
 }
 
-#[test]
-fn closed_loop_ecc_admits_every_node_and_measures_the_service() {
-    let r = bench(&["--key", "ecc"]);
+#[tokio::test(flavor = "multi_thread")]
+async fn closed_loop_ecc_admits_every_node_and_measures_the_service() {
+    let r = bench(&["--key", "ecc"]).await;
     assert_eq!(r["admitted"], 24, "{r}");
     assert_eq!(r["failed"], 0, "{r}");
     assert_eq!(r["fresh_connections"], true);
@@ -33,21 +42,10 @@ fn closed_loop_ecc_admits_every_node_and_measures_the_service() {
     assert!(r["latency_ms"]["p99"].as_f64().unwrap() > 0.0, "{r}");
 }
 
-#[test]
-fn open_loop_rsa_with_pooled_connections() {
-    let r = bench(&["--key", "rsa", "--rate", "200", "--reuse-connections"]);
+#[tokio::test(flavor = "multi_thread")]
+async fn open_loop_rsa_with_pooled_connections() {
+    let r = bench(&["--key", "rsa", "--rate", "200", "--reuse-connections"]).await;
     assert_eq!(r["admitted"], 24, "{r}");
     assert_eq!(r["rate"], 200.0);
     assert_eq!(r["fresh_connections"], false);
-}
-
-#[test]
-fn bad_rate_is_refused() {
-    let out = Command::new(env!("CARGO_BIN_EXE_keel-enroll"))
-        .args(["bench", "--nodes", "2", "--rate", "0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--rate must be a positive"), "{err}");
 }

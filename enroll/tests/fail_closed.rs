@@ -8,8 +8,8 @@ mod common;
 use common::*;
 use keel_attest::protocol::{Decision, RejectCode, ReleaseRef, StartResponse};
 use keel_enroll::admission::NodeStatus;
-use keel_enroll::bench::EkCa;
-use keel_enroll::harness::{Harness, Options};
+use keel_enroll_bench::harness::{Harness, Options};
+use keel_enroll_bench::EkCa;
 
 /// Releases `bench 1..=3`, each constraining PCR 4 to a fresh TPM's value.
 fn policy() -> String {

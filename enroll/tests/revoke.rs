@@ -10,10 +10,10 @@ mod common;
 use common::*;
 use keel_attest::client::{EnrollClient, NodeReport, RenewRequest};
 use keel_attest::protocol::{RejectCode, B64};
-use keel_enroll::harness::Harness;
 use keel_enroll::issue::node_cert::NodeCertIssuer;
 use keel_enroll::server::pem_first_der;
 use keel_enroll::store::CertRow;
+use keel_enroll_bench::harness::Harness;
 use x509_parser::prelude::*;
 
 /// A node identity key (P-256) kept by the test, as the agent keeps its own.

@@ -14,8 +14,8 @@ use std::process::Command;
 use common::*;
 use keel_attest::protocol::CephJoin;
 use keel_cmd::CommandRunExt;
-use keel_enroll::bench::bench_policy;
-use keel_enroll::harness::{Harness, Options};
+use keel_enroll_bench::bench_policy;
+use keel_enroll_bench::harness::{Harness, Options};
 use keel_testbed::{or_skip, CephCluster, Pebble, PebbleOptions};
 
 async fn harness_with(extra: String) -> Harness {

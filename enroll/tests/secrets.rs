@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use keel_enroll::harness::{prepare, Options, Prepared};
+use keel_enroll_bench::harness::{prepare, Options, Prepared};
 
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
@@ -31,7 +31,7 @@ fn keel(p: &Prepared, args: &[&str]) -> Output {
 
 fn prepared() -> Prepared {
     prepare(&Options {
-        policy: keel_enroll::bench::bench_policy(),
+        policy: keel_enroll_bench::bench_policy(),
         ..Default::default()
     })
     .unwrap()

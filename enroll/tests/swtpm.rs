@@ -11,8 +11,8 @@ use keel_attest::node::{
     answer_challenge, start_request, AkAlg, EkAlg, NodeIdentityInput, NodeTpm,
 };
 use keel_attest::protocol::{Decision, NodeClaims, StartResponse};
-use keel_enroll::bench::{bench_policy, bench_release};
-use keel_enroll::harness::{Harness, Options};
+use keel_enroll_bench::harness::{Harness, Options};
+use keel_enroll_bench::{bench_policy, bench_release};
 
 async fn enroll_with(ek_alg: EkAlg, node_id: &str) {
     let Some(tpm_srv) = keel_testbed::or_skip(keel_testbed::swtpm::Swtpm::start()) else {

@@ -15,7 +15,7 @@ use std::process::Command;
 
 use anyhow::Context as _;
 use keel_cmd::CommandRunExt as _;
-use keel_enroll::harness::{Harness, Options};
+use keel_enroll_bench::harness::{Harness, Options};
 use keel_testbed::{
     CephCluster, CephOptions, Dhcp, GitServer, GitServerOptions, Pebble, PebbleOptions, TestNet,
 };

@@ -19,10 +19,13 @@ use crate::protocol::{
     paths, Decision, FinishRequest, RejectCode, RejectReason, StartRequest, StartResponse,
 };
 
-pub use report::{
-    sign_report_headers, NodeReport, RenewRequest, RenewResponse, CERT_HEADER, CRL_PATH,
-    RENEW_PATH, REPORT_PATH, SIGNATURE_HEADER,
+// The report and renewal messages are protocol types (the service decodes
+// them without this client); re-exported here for the node side.
+pub use crate::protocol::{
+    NodeReport, RenewRequest, RenewResponse, CERT_HEADER, CRL_PATH, RENEW_PATH, REPORT_PATH,
+    SIGNATURE_HEADER,
 };
+pub use report::sign_report_headers;
 
 /// What went wrong talking to the enrollment service.
 #[derive(Debug, thiserror::Error)]

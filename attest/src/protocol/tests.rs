@@ -177,3 +177,52 @@ fn activation_proof_checks() {
     q[31] ^= 1;
     assert!(!verify_activation_proof(b"secret", "s", &n, &q));
 }
+
+/// The node-authenticated messages keep their exact wire form (kebab-case,
+/// RFC 3339 time, base64 CSR): nodes already in the field send these bytes.
+#[test]
+fn report_and_renewal_wire_form() {
+    let at = time::macros::datetime!(2026-11-23 10:20:30 UTC);
+    let report = NodeReport {
+        node_id: "store-042-a".into(),
+        revision: "abc123".into(),
+        status: "applied".into(),
+        at,
+    };
+    let j = serde_json::to_string(&report).unwrap();
+    assert_eq!(
+        j,
+        r#"{"node-id":"store-042-a","revision":"abc123","status":"applied","at":"2026-11-23T10:20:30Z"}"#
+    );
+    assert_eq!(serde_json::from_str::<NodeReport>(&j).unwrap(), report);
+
+    let renew = RenewRequest {
+        node_id: "store-042-a".into(),
+        csr: B64(vec![1, 2, 3]),
+        at,
+    };
+    let j = serde_json::to_string(&renew).unwrap();
+    assert_eq!(
+        j,
+        r#"{"node-id":"store-042-a","csr":"AQID","at":"2026-11-23T10:20:30Z"}"#
+    );
+    assert_eq!(serde_json::from_str::<RenewRequest>(&j).unwrap(), renew);
+
+    let resp = RenewResponse {
+        identity: NodeIdentity {
+            cert_chain_pem: "CHAIN".into(),
+            ca_pem: None,
+        },
+    };
+    let j = serde_json::to_string(&resp).unwrap();
+    assert_eq!(j, r#"{"identity":{"cert-chain-pem":"CHAIN"}}"#);
+    assert_eq!(serde_json::from_str::<RenewResponse>(&j).unwrap(), resp);
+    assert_eq!(
+        (REPORT_PATH, RENEW_PATH, CRL_PATH),
+        ("/v1/nodes/report", "/v1/nodes/renew", "/v1/crl")
+    );
+    assert_eq!(
+        (CERT_HEADER, SIGNATURE_HEADER),
+        ("x-keel-node-cert", "x-keel-signature")
+    );
+}

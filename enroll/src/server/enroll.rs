@@ -5,7 +5,7 @@
 //! RSA-OAEP encryption, one ECDSA signature for the node certificate), about
 //! 0.1-0.3 ms per step with ring. That is shorter than the two thread
 //! hand-offs a `spawn_blocking` costs, and measured faster end to end
-//! (`keel-enroll bench`); no step waits on anything.
+//! (`keel-enroll-bench`); no step waits on anything.
 
 use std::sync::Arc;
 

@@ -12,7 +12,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use keel_attest::client::REPORT_PATH;
+use keel_attest::protocol::REPORT_PATH;
 use keel_attest::protocol::{Decision, RejectCode, RejectReason};
 
 use super::ratelimit::RateLimiter;

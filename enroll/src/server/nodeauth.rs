@@ -17,8 +17,8 @@
 use axum::http::HeaderMap;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use keel_attest::client::{CERT_HEADER, SIGNATURE_HEADER};
 use keel_attest::protocol::RejectCode;
+use keel_attest::protocol::{CERT_HEADER, SIGNATURE_HEADER};
 use x509_parser::prelude::*;
 
 use crate::store::{CertRow, Store};

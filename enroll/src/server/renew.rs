@@ -21,8 +21,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use keel_attest::client::{RenewRequest, RenewResponse};
 use keel_attest::protocol::{NodeIdentity, RejectCode};
+use keel_attest::protocol::{RenewRequest, RenewResponse};
 
 use super::report::{deny, MAX_SKEW};
 use super::App;

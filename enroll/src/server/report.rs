@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use keel_attest::client::NodeReport;
+use keel_attest::protocol::NodeReport;
 use keel_attest::protocol::{RejectCode, RejectReason};
 
 use super::App;

@@ -8,7 +8,7 @@
 //! stall, a lock held by an admin command through another connection, up to
 //! `busy_timeout`) parks only that request, not a tokio worker and every
 //! request scheduled on it. The hand-off costs two thread wake-ups per call;
-//! `keel-enroll bench` measures the whole path. When the channel is full
+//! `keel-enroll-bench` measures the whole path. When the channel is full
 //! (the thread is behind), callers wait for room: back-pressure instead of
 //! an unbounded queue. The one step that waits on the disk for long, the
 //! checkpoint that copies the WAL into the database and fsyncs, is taken off

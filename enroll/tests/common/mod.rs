@@ -9,8 +9,8 @@ use keel_attest::protocol::{
 use keel_attest::soft::SoftTpm;
 use keel_enroll::admission::AllowEntry;
 use keel_enroll::audit::Entry;
-use keel_enroll::bench::{bench_policy, bench_release, ek_sha256, make_csr};
-use keel_enroll::harness::{Harness, Options};
+use keel_enroll_bench::harness::{Harness, Options};
+use keel_enroll_bench::{bench_policy, bench_release, ek_sha256, make_csr};
 
 pub async fn harness(database: Option<String>) -> Harness {
     Harness::start(Options {

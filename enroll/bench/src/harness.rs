@@ -1,16 +1,17 @@
 //! A complete service in a temporary directory: dev certificates, EK trust
 //! roots, a PCR policy, a configuration file, the store and the HTTPS listener
-//! on 127.0.0.1 (free port). Used by `keel-enroll bench`, the tests and demos.
+//! on 127.0.0.1 (free port), in this process. Used by `keel-enroll-bench` (which
+//! then runs the service as its own process), the tests and demos.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::audit_sign::AuditKey;
-use crate::config::{Config, Loaded};
-use crate::server::{self, App, Running};
-use crate::store::{self, Store};
+use keel_enroll::audit_sign::AuditKey;
+use keel_enroll::config::{Config, Loaded};
+use keel_enroll::server::{self, App, Running};
+use keel_enroll::store::{self, Store};
 
 /// What to set up.
 #[derive(Debug, Clone, Default)]
@@ -84,11 +85,11 @@ impl Harness {
     /// Sets up and starts the service.
     pub async fn start(o: Options) -> anyhow::Result<Harness> {
         let p = prepare(&o)?;
-        crate::secfile::check_startup(&p.config_path, &p.loaded)?;
+        keel_enroll::secfile::check_startup(&p.config_path, &p.loaded)?;
         let audit_key = Arc::new(AuditKey::load(&p.loaded.config.audit_key)?);
         let store = store::open(&p.loaded.config.database).await?;
-        crate::audit_heads::sign_tip(&*store, &audit_key).await?;
-        let signer = crate::audit_heads::spawn_signer(
+        keel_enroll::audit_heads::sign_tip(&*store, &audit_key).await?;
+        let signer = keel_enroll::audit_heads::spawn_signer(
             store.clone(),
             audit_key.clone(),
             std::time::Duration::from_secs(p.loaded.config.audit_sign_secs.max(1)),
@@ -125,8 +126,8 @@ impl Harness {
     }
 
     /// An admin context on this service's store.
-    pub fn admin(&self) -> crate::admin::Admin {
-        crate::admin::Admin {
+    pub fn admin(&self) -> keel_enroll::admin::Admin {
+        keel_enroll::admin::Admin {
             store: self.store(),
             config_sha256: self.loaded.sha256.clone(),
             actor: "admin:test".into(),
@@ -154,7 +155,7 @@ pub fn prepare(o: &Options) -> anyhow::Result<Prepared> {
         .and_then(|l| l.parse::<std::net::SocketAddr>().ok())
         .map(|a| vec![a.ip().to_string()])
         .unwrap_or_default();
-    crate::devcerts::write(d, &listen_host).context("dev certs")?;
+    keel_enroll::devcerts::write(d, &listen_host).context("dev certs")?;
     let roots = d.join("ek-roots");
     std::fs::create_dir_all(&roots)?;
     for (i, pem) in o.ek_roots.iter().enumerate() {
@@ -182,7 +183,7 @@ pub fn prepare(o: &Options) -> anyhow::Result<Prepared> {
         o.extra_config
     );
     let config_path = d.join("keel-enroll.toml");
-    crate::secfile::write_private(&config_path, text.as_bytes())?;
+    keel_enroll::secfile::write_private(&config_path, text.as_bytes())?;
     let loaded = Config::load(&config_path)?;
     let ca_pem = std::fs::read_to_string(d.join("ca.pem"))?;
     Ok(Prepared {

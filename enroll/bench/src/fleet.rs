@@ -11,8 +11,8 @@ use keel_attest::soft::SoftTpm;
 use keel_attest::tpm2::public::{PublicKey, TpmPublic};
 use sha2::{Digest, Sha256};
 
-use crate::admission::AllowEntry;
 use crate::cli::KeyType;
+use keel_enroll::admission::AllowEntry;
 
 /// The release the simulated nodes claim.
 pub fn bench_release() -> ReleaseRef {
