@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use keel_builder::supply::{after_build_with_password, sign, ReleaseContext};
+use keel_builder::release::{after_build_with_password, sign, ReleaseContext};
 use keel_cmd::CommandRunExt as _;
 
 const PW: &[u8] = b"flash test";

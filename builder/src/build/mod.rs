@@ -225,7 +225,7 @@ fn release(
     out_dir: &Path,
     outs: &outputs::Outputs,
 ) -> anyhow::Result<()> {
-    let ctx = crate::supply::ReleaseContext {
+    let ctx = crate::release::ReleaseContext {
         out_dir: out_dir.to_path_buf(),
         image_name: prep.spec.image.name.clone(),
         image_version: prep.spec.image.version.clone(),
@@ -240,7 +240,7 @@ fn release(
     };
     // The password goes from its file into memory, never into the
     // environment every later child would inherit.
-    crate::supply::after_build(&ctx, args.sign_key_password_file.as_deref())
+    crate::release::after_build(&ctx, args.sign_key_password_file.as_deref())
         .context("writing the release manifest")
 }
 

@@ -1,7 +1,7 @@
 //! `keel flash RELEASE_DIR DEVICE --key release.pub`: a field technician
 //! writes a signed release to a node's disk (or a USB stick to boot it from).
 //!
-//! In order: the release is verified with [`crate::supply::verify::verify_dir`]
+//! In order: the release is verified with [`crate::release::verify::verify_dir`]
 //! (manifest signature, every artifact's size, digest and signature); the
 //! disk is checked ([`device`]: whole disk, not in use, not the running
 //! system, large enough); the technician confirms (types the disk's name,
@@ -21,7 +21,7 @@ use clap::Args;
 use indicatif::BinaryBytes;
 use keel_manifest::{Artifact, Manifest};
 
-use crate::supply::{release::MANIFEST_FILE, sign, verify};
+use crate::release::{sign, verify, MANIFEST_FILE};
 
 /// Options of `keel flash`.
 #[derive(Debug, Args)]

@@ -1,6 +1,6 @@
 //! The private-key scan: real keys of every kind are found, look-alikes are not.
 
-use crate::supply::keyscan::*;
+use crate::sbom::keyscan::*;
 use keel_cmd::CommandRunExt as _;
 use std::process::Command;
 
@@ -85,7 +85,7 @@ fn finds_real_keys_and_ignores_lookalikes() {
         ));
     }
     let cosign =
-        crate::supply::sign::generate_key_pair(&d.join("cosign"), b"pw").expect("cosign key");
+        crate::release::sign::generate_key_pair(&d.join("cosign"), b"pw").expect("cosign key");
     let cases: &[(&str, Option<&str>)] = &[
         ("pkcs8.pem", Some("PEM private key (PKCS#8)")),
         ("pkcs8.der", Some("DER private key (PKCS#8)")),

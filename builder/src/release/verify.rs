@@ -15,11 +15,12 @@ use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use keel_manifest::{Artifact, Manifest};
 use p256::ecdsa::VerifyingKey;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use super::release::MANIFEST_FILE;
+use super::MANIFEST_FILE;
 use super::{image, sign};
 
 /// The outcome of a verification, printed as text or JSON (`--json`).
@@ -41,10 +42,12 @@ pub struct Failure {
     pub reason: String,
 }
 
-struct Ctx {
+struct Ctx<'a> {
     dir: PathBuf,
     key: VerifyingKey,
     report: Report,
+    /// Called with the name of each point reached (see [`verify_dir_observed`]).
+    after: &'a mut dyn FnMut(&str),
 }
 
 type Step<T> = Result<T, Failure>;
@@ -56,7 +59,7 @@ fn fail<T>(file: &str, reason: impl Into<String>) -> Step<T> {
     })
 }
 
-impl Ctx {
+impl Ctx<'_> {
     /// Checks `FILE.sig` and `FILE.sigstore.json` against the file's digest.
     fn check_signature(&mut self, name: &str, digest: &[u8; 32]) -> Step<()> {
         let sig_name = format!("{name}.sig");
@@ -97,60 +100,16 @@ impl Ctx {
     }
 
     fn run(&mut self) -> Step<()> {
-        let mpath = self.dir.join(MANIFEST_FILE);
-        // Read once: the signature is checked over these bytes, and the same
-        // buffer is parsed; the path is not opened again.
-        let bytes = match std::fs::read(&mpath) {
-            Ok(b) => b,
-            Err(e) => return fail(MANIFEST_FILE, format!("reading: {e}")),
-        };
-        let mdigest: [u8; 32] = Sha256::digest(&bytes).into();
-        self.check_signature(MANIFEST_FILE, &mdigest)?;
-        hooks::after(MANIFEST_FILE);
-        let m = match std::str::from_utf8(&bytes)
-            .map_err(|_| "not UTF-8".to_string())
-            .and_then(|t| keel_manifest::parse(t).map_err(|e| e.to_string()))
-        {
-            Ok(m) => m,
-            Err(e) => return fail(MANIFEST_FILE, e),
-        };
+        let m = self.signed_manifest()?;
         // The raw image stays open: its SBOMs are read through this descriptor.
         let mut raw_file: Option<File> = None;
         for a in &m.artifacts {
-            let p = self.dir.join(&a.name);
-            let mut f = match File::open(&p) {
-                Ok(f) => f,
-                Err(e) => return fail(&a.name, format!("missing: {e}")),
-            };
-            let size = match f.metadata() {
-                Ok(md) => md.len(),
-                Err(e) => return fail(&a.name, format!("stat: {e}")),
-            };
-            if size != a.size {
-                return fail(&a.name, format!("size is {size}, manifest says {}", a.size));
-            }
-            let (d, read) = match sign::sha256_reader(&mut f) {
-                Ok(d) => d,
-                Err(e) => return fail(&a.name, format!("reading: {e}")),
-            };
-            if read != a.size {
-                return fail(&a.name, format!("size is {read}, manifest says {}", a.size));
-            }
-            if hex::encode(d) != a.sha256 {
-                return fail(
-                    &a.name,
-                    format!("sha256 is {}, manifest says {}", hex::encode(d), a.sha256),
-                );
-            }
-            self.report
-                .checked
-                .push(format!("{}: size and sha256", a.name));
-            self.check_signature(&a.name, &d)?;
+            let f = self.check_artifact(a)?;
             if a.name.ends_with(".raw") && raw_file.is_none() {
                 raw_file = Some(f);
             }
         }
-        hooks::after("artifacts");
+        (self.after)("artifacts");
         let raw = m.artifacts.iter().find(|a| a.name.ends_with(".raw"));
         match (raw, m.sboms.is_empty()) {
             (_, true) => self
@@ -161,81 +120,131 @@ impl Ctx {
                 .report
                 .skipped
                 .push("embedded SBOMs: no raw disk image in the release".into()),
-            (Some(raw), false) => {
-                let tmp = tempfile::tempdir().map_err(|e| Failure {
-                    file: raw.name.clone(),
-                    reason: e.to_string(),
-                })?;
-                // The verified inode, whatever the path names by now.
-                let image_path = match &raw_file {
-                    Some(f) => {
-                        PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), f.as_raw_fd()))
-                    }
-                    None => return fail(&raw.name, "raw image was not opened"),
-                };
-                for s in &m.sboms {
-                    let out = tmp.path().join(s.path.replace('/', "_"));
-                    if let Err(e) = image::copy_from_image(&image_path, &s.path, &out) {
-                        return fail(
-                            &raw.name,
-                            format!("reading {} from the image: {e:#}", s.path),
-                        );
-                    }
-                    let d = sign::sha256_file(&out)
-                        .map(|(d, _)| hex::encode(d))
-                        .unwrap_or_default();
-                    if d != s.sha256 {
-                        return fail(
-                            &raw.name,
-                            format!(
-                                "embedded {} has sha256 {d}, manifest says {}",
-                                s.path, s.sha256
-                            ),
-                        );
-                    }
-                    self.report
-                        .checked
-                        .push(format!("{}: embedded {}", raw.name, s.path));
-                }
+            (Some(raw), false) => self.check_embedded_sboms(&m, raw, raw_file.as_ref())?,
+        }
+        Ok(())
+    }
+
+    /// Reads the manifest once, checks its signature over those bytes and
+    /// parses the same buffer; the path is not opened again.
+    fn signed_manifest(&mut self) -> Step<Manifest> {
+        let mpath = self.dir.join(MANIFEST_FILE);
+        let bytes = match std::fs::read(&mpath) {
+            Ok(b) => b,
+            Err(e) => return fail(MANIFEST_FILE, format!("reading: {e}")),
+        };
+        let mdigest: [u8; 32] = Sha256::digest(&bytes).into();
+        self.check_signature(MANIFEST_FILE, &mdigest)?;
+        (self.after)(MANIFEST_FILE);
+        match std::str::from_utf8(&bytes)
+            .map_err(|_| "not UTF-8".to_string())
+            .and_then(|t| keel_manifest::parse(t).map_err(|e| e.to_string()))
+        {
+            Ok(m) => Ok(m),
+            Err(e) => fail(MANIFEST_FILE, e),
+        }
+    }
+
+    /// Size, sha256 and signature of one artifact, read once through the
+    /// returned (still open) file.
+    fn check_artifact(&mut self, a: &Artifact) -> Step<File> {
+        let p = self.dir.join(&a.name);
+        let mut f = match File::open(&p) {
+            Ok(f) => f,
+            Err(e) => return fail(&a.name, format!("missing: {e}")),
+        };
+        let size = match f.metadata() {
+            Ok(md) => md.len(),
+            Err(e) => return fail(&a.name, format!("stat: {e}")),
+        };
+        if size != a.size {
+            return fail(&a.name, format!("size is {size}, manifest says {}", a.size));
+        }
+        let (d, read) = match sign::sha256_reader(&mut f) {
+            Ok(d) => d,
+            Err(e) => return fail(&a.name, format!("reading: {e}")),
+        };
+        if read != a.size {
+            return fail(&a.name, format!("size is {read}, manifest says {}", a.size));
+        }
+        if hex::encode(d) != a.sha256 {
+            return fail(
+                &a.name,
+                format!("sha256 is {}, manifest says {}", hex::encode(d), a.sha256),
+            );
+        }
+        self.report
+            .checked
+            .push(format!("{}: size and sha256", a.name));
+        self.check_signature(&a.name, &d)?;
+        Ok(f)
+    }
+
+    /// The SBOMs inside the raw image, read through the descriptor it was
+    /// hashed through, against the manifest's digests.
+    fn check_embedded_sboms(
+        &mut self,
+        m: &Manifest,
+        raw: &Artifact,
+        raw_file: Option<&File>,
+    ) -> Step<()> {
+        let tmp = tempfile::tempdir().map_err(|e| Failure {
+            file: raw.name.clone(),
+            reason: e.to_string(),
+        })?;
+        // The verified inode, whatever the path names by now.
+        let image_path = match raw_file {
+            Some(f) => PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), f.as_raw_fd())),
+            None => return fail(&raw.name, "raw image was not opened"),
+        };
+        for s in &m.sboms {
+            let out = tmp.path().join(s.path.replace('/', "_"));
+            if let Err(e) = image::copy_from_image(&image_path, &s.path, &out) {
+                return fail(
+                    &raw.name,
+                    format!("reading {} from the image: {e:#}", s.path),
+                );
             }
+            let d = sign::sha256_file(&out)
+                .map(|(d, _)| hex::encode(d))
+                .unwrap_or_default();
+            if d != s.sha256 {
+                return fail(
+                    &raw.name,
+                    format!(
+                        "embedded {} has sha256 {d}, manifest says {}",
+                        s.path, s.sha256
+                    ),
+                );
+            }
+            self.report
+                .checked
+                .push(format!("{}: embedded {}", raw.name, s.path));
         }
         Ok(())
     }
 }
 
-/// Test hooks: a test runs code at a named point of [`Ctx::run`] (after the
-/// manifest's signature is checked, after every artifact is) to replace a
-/// file behind the verifier's back. Per thread, so tests stay independent.
-pub(crate) mod hooks {
-    /// A test's hook: called with the name of the point reached.
-    #[cfg(test)]
-    pub type Hook = Box<dyn FnMut(&str)>;
-
-    #[cfg(test)]
-    thread_local! {
-        pub static AFTER: std::cell::RefCell<Option<Hook>> =
-            const { std::cell::RefCell::new(None) };
-    }
-
-    /// Runs the hook, if a test set one, with the point's name.
-    #[cfg_attr(not(test), allow(unused_variables))]
-    pub fn after(point: &str) {
-        #[cfg(test)]
-        AFTER.with(|h| {
-            if let Some(f) = h.borrow_mut().as_mut() {
-                f(point)
-            }
-        });
-    }
-}
-
 /// Verifies the release in `dir` with the public key at `key`.
 pub fn verify_dir(dir: &Path, key: &Path) -> anyhow::Result<Report> {
+    verify_dir_observed(dir, key, &mut |_| {})
+}
+
+/// [`verify_dir`], calling `after` with the name of each point reached:
+/// `manifest.json` once the manifest's signature is checked, `artifacts`
+/// once every artifact is. Tests replace files there behind the verifier's
+/// back, to show that what was verified is what is used.
+pub fn verify_dir_observed(
+    dir: &Path,
+    key: &Path,
+    after: &mut dyn FnMut(&str),
+) -> anyhow::Result<Report> {
     let key = sign::load_public_key(key)?;
     let mut ctx = Ctx {
         dir: dir.to_path_buf(),
         key,
         report: Report::default(),
+        after,
     };
     match ctx.run() {
         Ok(()) => ctx.report.ok = true,
