@@ -11,7 +11,12 @@ use clap::{Args, Parser, Subcommand};
 
 /// Keel builds immutable, signed OS images for store edge nodes.
 #[derive(Debug, Parser)]
-#[command(name = "keel", version, propagate_version = true)]
+#[command(
+    name = "keel",
+    version,
+    propagate_version = true,
+    after_long_help = crate::exit::HELP
+)]
 pub struct Cli {
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides it.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]

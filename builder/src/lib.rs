@@ -8,6 +8,7 @@ pub mod bench;
 pub mod build;
 pub mod bundle;
 pub mod cli;
+pub mod exit;
 pub mod flash;
 pub mod fsutil;
 pub mod hooks;

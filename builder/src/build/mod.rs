@@ -51,6 +51,11 @@ pub struct BuildSummary {
 
 /// Runs `keel build`.
 pub fn run(args: BuildArgs) -> anyhow::Result<()> {
+    crate::exit::require(&args.image_dir, "image definition directory")?;
+    crate::exit::require(
+        &args.image_dir.join(crate::spec::FILE_NAME),
+        "image definition",
+    )?;
     if args.check_reproducible {
         return repro::check(&args);
     }

@@ -16,7 +16,9 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
+
+use crate::exit::Error::Refused;
 
 /// Mount points whose disk is the running system's.
 const SYSTEM_MOUNTS: [&str; 6] = ["/", "/boot", "/boot/efi", "/efi", "/usr", "/var"];
@@ -122,10 +124,11 @@ fn read_sys(dir: &Path, file: &str) -> Option<String> {
 pub fn inspect(path: &Path) -> anyhow::Result<Disk> {
     let md = std::fs::metadata(path).with_context(|| format!("opening {}", path.display()))?;
     if !md.file_type().is_block_device() {
-        bail!(
+        return Err(Refused(format!(
             "{} is not a block device; give the whole disk to write, e.g. /dev/sdb (lsblk lists them)",
             path.display()
-        );
+        ))
+        .into());
     }
     let dev = majmin(md.rdev());
     let sys = PathBuf::from("/sys/dev/block").join(&dev);
@@ -142,10 +145,11 @@ pub fn inspect(path: &Path) -> anyhow::Result<Disk> {
             .and_then(Path::file_name)
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        bail!(
+        return Err(Refused(format!(
             "{} is a partition ({name}); give the whole disk instead, e.g. /dev/{parent}",
             path.display()
-        );
+        ))
+        .into());
     }
     let sectors: u64 = read_sys(&sys, "size")
         .and_then(|s| s.parse().ok())

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 
+use crate::exit::Error::Verification;
+
 /// `keel key ...`
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
@@ -94,7 +96,9 @@ pub fn run_verify(a: VerifyArgs) -> anyhow::Result<()> {
         }
     }
     match report.failure {
-        Some(f) => bail!("verification failed: {}: {}", f.file, f.reason),
+        Some(f) => {
+            Err(Verification(format!("verification failed: {}: {}", f.file, f.reason)).into())
+        }
         None => {
             if !a.json {
                 println!("release in {} verified", a.dir.display());

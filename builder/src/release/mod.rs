@@ -19,8 +19,10 @@ pub use manifest::{build_manifest, MANIFEST_FILE};
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use sha2::{Digest as _, Sha256};
+
+use crate::exit;
 
 /// What [`after_build`] needs to know about a finished build.
 #[derive(Debug, Clone)]
@@ -78,6 +80,9 @@ fn write_manifest(ctx: &ReleaseContext) -> anyhow::Result<()> {
 /// after the build is never signed. Each file is read once: the digest
 /// checked is the digest signed, and the manifest signed is the buffer parsed.
 pub fn sign_dir(dir: &Path, key_path: &Path, password: &[u8]) -> anyhow::Result<()> {
+    exit::require(dir, "release directory")?;
+    exit::require(&dir.join(MANIFEST_FILE), "release manifest")?;
+    exit::require(key_path, "signing key")?;
     let key = sign::load_signing_key(key_path, password)?;
     let manifest_path = dir.join(MANIFEST_FILE);
     let bytes = std::fs::read(&manifest_path)
@@ -88,10 +93,11 @@ pub fn sign_dir(dir: &Path, key_path: &Path, password: &[u8]) -> anyhow::Result<
         let p = dir.join(&a.name);
         let (digest, size) = sign::sha256_file(&p)?;
         if size != a.size || hex::encode(digest) != a.sha256 {
-            bail!(
+            return Err(exit::Error::Verification(format!(
                 "{} does not match manifest.json (changed after the build?); not signing",
                 a.name
-            );
+            ))
+            .into());
         }
         sign::sign_file_digest(&key, &p, &digest).with_context(|| format!("signing {}", a.name))?;
         tracing::info!(file = %a.name, "signed");

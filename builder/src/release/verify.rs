@@ -22,6 +22,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::MANIFEST_FILE;
 use super::{image, sign};
+use crate::exit;
 
 /// The outcome of a verification, printed as text or JSON (`--json`).
 #[derive(Debug, Clone, Serialize, Default)]
@@ -225,7 +226,18 @@ impl Ctx<'_> {
     }
 }
 
-/// Verifies the release in `dir` with the public key at `key`.
+/// Fails with [`exit::Error::NotFound`] when the release directory, its
+/// manifest or the key does not exist (not a verification failure: there
+/// is no release to verify). A missing artifact or signature is one.
+pub fn require_inputs(dir: &Path, key: &Path) -> Result<(), exit::Error> {
+    exit::require(dir, "release directory")?;
+    exit::require(&dir.join(MANIFEST_FILE), "release manifest")?;
+    exit::require(key, "public key")
+}
+
+/// Verifies the release in `dir` with the public key at `key`. The report
+/// says whether it verified; an error means it could not be checked (a
+/// missing directory, manifest or key: [`require_inputs`]).
 pub fn verify_dir(dir: &Path, key: &Path) -> anyhow::Result<Report> {
     verify_dir_observed(dir, key, &mut |_| {})
 }
@@ -239,6 +251,7 @@ pub fn verify_dir_observed(
     key: &Path,
     after: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Report> {
+    require_inputs(dir, key)?;
     let key = sign::load_public_key(key)?;
     let mut ctx = Ctx {
         dir: dir.to_path_buf(),
