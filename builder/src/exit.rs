@@ -15,6 +15,7 @@
 //! | 3 | verification failed: a signature, size or digest does not match, or a file the signed manifest lists is missing |
 //! | 4 | not found: a file or directory named on the command line does not exist |
 //! | 5 | refused by a safety check (`keel flash`): nothing was written |
+//! | 124 | `keel vm run` stopped the VM at its `--timeout` (as timeout(1) does) |
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +36,8 @@ pub enum Code {
     NotFound = 4,
     /// 5: a safety check refused the operation; nothing was changed.
     Refused = 5,
+    /// 124: a time limit the command line set ran out (`keel vm run --timeout`).
+    Timeout = 124,
 }
 
 impl Code {
@@ -54,7 +57,8 @@ Exit codes:
      file the signed manifest lists is missing (keel verify, flash, sign)
   4  not found: a file or directory named on the command line does not exist
      (release directory or its manifest.json, key, image definition, device)
-  5  refused by a safety check (keel flash): nothing was written";
+  5  refused by a safety check (keel flash): nothing was written
+  124  keel vm run stopped the VM at its --timeout";
 
 /// A failure with an exit code of its own.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +77,9 @@ pub enum Error {
     /// A safety check refused the operation; the message says why and what to do.
     #[error("{0}")]
     Refused(String),
+    /// A time limit given on the command line ran out.
+    #[error("{0}")]
+    Timeout(String),
 }
 
 impl Error {
@@ -82,6 +89,7 @@ impl Error {
             Error::Verification(_) => Code::Verification,
             Error::NotFound { .. } => Code::NotFound,
             Error::Refused(_) => Code::Refused,
+            Error::Timeout(_) => Code::Timeout,
         }
     }
 }

@@ -123,3 +123,38 @@ fn probe_firmware_reaches_long_mode_under_tcg() {
         "the probe firmware must exit QEMU with status 99"
     );
 }
+
+#[test]
+fn vm_run_stops_at_its_timeout_with_exit_code_124() {
+    let missing = keel_builder::vm::missing_host_tools();
+    if !missing.is_empty() {
+        keel_testbed::report_skip(format_args!(
+            "vm_run_stops_at_its_timeout_with_exit_code_124: missing {}",
+            missing.join(", ")
+        ));
+        return;
+    }
+    // A disk nothing boots from: the firmware waits, the timeout ends it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("blank.raw");
+    std::fs::write(&image, vec![0u8; 1 << 20]).expect("write");
+    let o = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(["vm", "run", "--json", "--accel", "tcg", "--timeout", "2"])
+        .arg("--console-log")
+        .arg(dir.path().join("console.log"))
+        .arg(&image)
+        .output()
+        .expect("run keel vm run");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        o.status.code(),
+        Some(i32::from(keel_builder::exit::Code::Timeout.value())),
+        "{stdout}{stderr}"
+    );
+    assert!(stdout.contains(r#""reason":"timeout""#), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("error: stopped the VM after the 2 s --timeout"),
+        "{stderr}"
+    );
+}
