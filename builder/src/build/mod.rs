@@ -144,27 +144,7 @@ pub fn build(args: &BuildArgs) -> anyhow::Result<BuildSummary> {
         let _ = std::fs::remove_dir_all(&work);
     }
     durations.insert("total".to_string(), started.elapsed().as_secs_f64());
-
-    let record = BuildRecord {
-        format: 1,
-        image_name: prep.spec.image.name.clone(),
-        image_version: prep.spec.image.version.clone(),
-        inputs: prep.inputs.clone(),
-        tools: tools.clone(),
-        source_date_epoch: prep.source_date_epoch,
-        durations,
-        artifacts: outs.artifacts.clone(),
-        verity_roothash: outs.roothash.clone(),
-        finished_at: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0),
-    };
-    crate::fsutil::write_atomic(
-        &out_dir.join(crate::record::FILE_NAME),
-        record.to_json().as_bytes(),
-    )
-    .context("writing the build record")?;
+    let record = write_record(&prep, tools, durations, &outs, &out_dir)?;
 
     release(args, &prep, &record, &out_dir, &outs)?;
     Ok(BuildSummary {
@@ -179,6 +159,38 @@ pub fn build(args: &BuildArgs) -> anyhow::Result<BuildSummary> {
         from_pool: plan.as_ref().map_or(0, |p| p.from_pool.len()),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Writes `build-record.json`: what went in, which tools, how long each step
+/// took, what came out.
+fn write_record(
+    prep: &Prepared,
+    tools: BTreeMap<String, String>,
+    durations: BTreeMap<String, f64>,
+    outs: &outputs::Outputs,
+    out_dir: &Path,
+) -> anyhow::Result<BuildRecord> {
+    let record = BuildRecord {
+        format: 1,
+        image_name: prep.spec.image.name.clone(),
+        image_version: prep.spec.image.version.clone(),
+        inputs: prep.inputs.clone(),
+        tools,
+        source_date_epoch: prep.source_date_epoch,
+        durations,
+        artifacts: outs.artifacts.clone(),
+        verity_roothash: outs.roothash.clone(),
+        finished_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+    };
+    crate::fsutil::write_atomic(
+        &out_dir.join(crate::record::FILE_NAME),
+        record.to_json().as_bytes(),
+    )
+    .context("writing the build record")?;
+    Ok(record)
 }
 
 /// The summary of a skipped build when the output directory's build record

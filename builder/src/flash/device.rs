@@ -157,11 +157,28 @@ pub fn inspect(path: &Path) -> anyhow::Result<Disk> {
     let logical_block = read_sys(&sys, "queue/logical_block_size")
         .and_then(|s| s.parse().ok())
         .unwrap_or(512);
-    let description = match read_sys(&sys, "loop/backing_file") {
+    let description = describe(&sys);
+    let in_tree = device_tree(&sys, &dev, &name)?;
+    Ok(Disk {
+        path: path.to_path_buf(),
+        name,
+        size: sectors * 512,
+        logical_block,
+        description,
+        removable: read_sys(&sys, "removable").as_deref() == Some("1"),
+        read_only: read_sys(&sys, "ro").as_deref() == Some("1"),
+        in_tree,
+    })
+}
+
+/// What the disk is, for the technician: the loop device's file, or the
+/// vendor and model sysfs reports.
+fn describe(sys: &Path) -> String {
+    match read_sys(sys, "loop/backing_file") {
         Some(f) => format!("loop device on {f}"),
         None => {
-            let v = read_sys(&sys, "device/vendor").unwrap_or_default();
-            let m = read_sys(&sys, "device/model").unwrap_or_default();
+            let v = read_sys(sys, "device/vendor").unwrap_or_default();
+            let m = read_sys(sys, "device/model").unwrap_or_default();
             let d = format!("{v} {m}").trim().to_string();
             if d.is_empty() {
                 "no model information".into()
@@ -169,14 +186,19 @@ pub fn inspect(path: &Path) -> anyhow::Result<Disk> {
                 d
             }
         }
-    };
+    }
+}
+
+/// The disk (`sys`, `dev`, `name`), its partitions, and the devices stacked
+/// on any of them (LVM, dm-crypt, RAID), transitively.
+fn device_tree(sys: &Path, dev: &str, name: &str) -> anyhow::Result<Vec<Node>> {
     let mut in_tree = vec![Node {
-        dev: dev.clone(),
-        name: name.clone(),
+        dev: dev.to_string(),
+        name: name.to_string(),
         holder: false,
     }];
-    let mut dirs = vec![sys.clone()];
-    for e in std::fs::read_dir(&sys)?.flatten() {
+    let mut dirs = vec![sys.to_path_buf()];
+    for e in std::fs::read_dir(sys)?.flatten() {
         if e.path().join("partition").exists() {
             dirs.push(e.path());
             if let Some(d) = read_sys(&e.path(), "dev") {
@@ -188,7 +210,6 @@ pub fn inspect(path: &Path) -> anyhow::Result<Disk> {
             }
         }
     }
-    // Devices stacked on the disk (LVM, dm-crypt, RAID), transitively.
     while let Some(d) = dirs.pop() {
         let Ok(rd) = std::fs::read_dir(d.join("holders")) else {
             continue;
@@ -208,16 +229,7 @@ pub fn inspect(path: &Path) -> anyhow::Result<Disk> {
             }
         }
     }
-    Ok(Disk {
-        path: path.to_path_buf(),
-        name,
-        size: sectors * 512,
-        logical_block,
-        description,
-        removable: read_sys(&sys, "removable").as_deref() == Some("1"),
-        read_only: read_sys(&sys, "ro").as_deref() == Some("1"),
-        in_tree,
-    })
+    Ok(in_tree)
 }
 
 impl Disk {
