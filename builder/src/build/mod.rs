@@ -16,6 +16,7 @@ mod packages;
 pub mod progress;
 pub mod repro;
 pub mod sfdisk;
+mod tools;
 pub mod verity;
 
 use std::collections::BTreeMap;
@@ -97,7 +98,7 @@ pub fn build(args: &BuildArgs) -> anyhow::Result<BuildSummary> {
         return Ok(s);
     }
 
-    let tools = inputs::tool_versions();
+    let tools = tools::tool_versions();
     let mut durations = BTreeMap::new();
     let t = Instant::now();
     let pool = packages::pool(args)?;
