@@ -11,7 +11,12 @@ use clap::{Args, Parser, Subcommand};
 
 /// Keel builds immutable, signed OS images for store edge nodes.
 #[derive(Debug, Parser)]
-#[command(name = "keel", version, propagate_version = true)]
+#[command(
+    name = "keel",
+    version,
+    propagate_version = true,
+    after_long_help = crate::exit::HELP
+)]
 pub struct Cli {
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides it.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -36,14 +41,14 @@ pub enum Commands {
     // Other subcommands (vm, key, sign, verify, sbom, flash, seed) are added below this line.
     /// Release signing keys.
     #[command(subcommand)]
-    Key(crate::supply::cli::KeyCommand),
+    Key(crate::release::cli::KeyCommand),
     /// Sign manifest.json and every artifact of a release directory (cosign formats).
-    Sign(crate::supply::cli::SignArgs),
+    Sign(crate::release::cli::SignArgs),
     /// Verify a release: manifest signature, every artifact, the SBOMs inside the image.
-    Verify(crate::supply::cli::VerifyArgs),
+    Verify(crate::release::cli::VerifyArgs),
     /// Write SBOMs for a Debian tree (what `keel build` does inside the image).
     #[command(hide = true)]
-    Sbom(crate::supply::cli::SbomArgs),
+    Sbom(crate::sbom::cli::SbomArgs),
     /// Boot images under QEMU with UEFI firmware and a software TPM.
     #[command(subcommand)]
     Vm(crate::vm::cli::VmCommand),
@@ -171,10 +176,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Commands::Vm(cmd) => crate::vm::cli::run(cmd),
         Commands::Bundle(cmd) => crate::bundle::run(cmd),
         Commands::Pool(cmd) => crate::pool::cli::run(cmd),
-        Commands::Key(cmd) => crate::supply::cli::run_key(cmd),
-        Commands::Sign(args) => crate::supply::cli::run_sign(args),
-        Commands::Verify(args) => crate::supply::cli::run_verify(args),
-        Commands::Sbom(args) => crate::supply::cli::run_sbom(args),
+        Commands::Key(cmd) => crate::release::cli::run_key(cmd),
+        Commands::Sign(args) => crate::release::cli::run_sign(args),
+        Commands::Verify(args) => crate::release::cli::run_verify(args),
+        Commands::Sbom(args) => crate::sbom::cli::run_sbom(args),
         Commands::Flash(args) => crate::flash::run(args),
         Commands::Seed(args) => crate::seed::run(args),
     }

@@ -7,7 +7,7 @@ use crate::cli::FinalizeArgs;
 
 /// Runs `keel internal finalize`.
 pub fn finalize(args: FinalizeArgs) -> anyhow::Result<()> {
-    let ctx = crate::supply::TreeContext {
+    let ctx = crate::sbom::TreeContext {
         root: args.root,
         publish_dir: args.publish_dir,
         image_name: args.image_name,
@@ -16,5 +16,5 @@ pub fn finalize(args: FinalizeArgs) -> anyhow::Result<()> {
         release: args.release,
         architecture: args.architecture,
     };
-    crate::supply::finalize_tree(&ctx)
+    crate::sbom::finalize_tree(&ctx)
 }

@@ -1,10 +1,12 @@
-//! `keel`: parse the command line, set up logging, run, report errors.
+//! `keel`: parse the command line, set up logging, run, report errors, and
+//! exit with the code [`keel_builder::exit`] documents.
 use std::process::ExitCode;
 
 use clap::Parser;
 use keel_builder::cli::{self, Cli};
 
 fn main() -> ExitCode {
+    // A usage error exits here with clap's code 2 (exit::Code::Usage).
     let cli = Cli::parse();
     keel_builder::logging::init(cli.verbose);
     match cli::run(cli) {
@@ -14,7 +16,7 @@ fn main() -> ExitCode {
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            ExitCode::FAILURE
+            ExitCode::from(keel_builder::exit::code_of(&err).value())
         }
     }
 }

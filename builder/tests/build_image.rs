@@ -6,6 +6,7 @@
 //! Needs root and mkosi (./setup.sh); prints SKIP otherwise. store-node is
 //! built only with KEEL_TEST_STORE_NODE=1 (it takes much longer).
 
+use std::path::Path;
 use std::process::Command;
 
 use keel_cmd::CommandRunExt;
@@ -55,9 +56,23 @@ fn build_and_check(name: &str) {
     let raw = out.join(format!("{name}.raw"));
     let qcow = out.join(format!("{name}.qcow2"));
     assert!(raw.is_file() && qcow.is_file(), "raw and qcow2 exist");
+    check_disks(&raw, &qcow);
+    check_record(&out, name, &raw);
+
+    let again = build().expect("rebuild");
+    let s2: serde_json::Value = serde_json::from_str(&again).expect("json");
+    assert_eq!(
+        s2["skipped"], true,
+        "no-change rebuild must skip mkosi: {again}"
+    );
+}
+
+/// The qcow2 is zstd-compressed; the raw disk's GPT has an ESP, a root and
+/// its verity partition.
+fn check_disks(raw: &Path, qcow: &Path) {
     let info: serde_json::Value = Command::new("qemu-img")
         .args(["info", "--output=json"])
-        .arg(&qcow)
+        .arg(qcow)
         .run_get_json()
         .expect("qemu-img info");
     assert_eq!(info["format"], "qcow2");
@@ -68,7 +83,7 @@ fn build_and_check(name: &str) {
 
     let table: serde_json::Value = Command::new("sfdisk")
         .arg("--json")
-        .arg(&raw)
+        .arg(raw)
         .run_get_json()
         .expect("sfdisk");
     assert_eq!(table["partitiontable"]["label"], "gpt");
@@ -84,7 +99,11 @@ fn build_and_check(name: &str) {
             "partition type {want} in {types:?}"
         );
     }
+}
 
+/// The build record names the image, its verity root hash, the hashed
+/// inputs, the tools and the raw image's digest; the UKI is kept.
+fn check_record(out: &Path, name: &str, raw: &Path) {
     let rec: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(out.join("build-record.json")).expect("record"),
     )
@@ -106,18 +125,11 @@ fn build_and_check(name: &str) {
         "{rec}"
     );
     assert!(rec["durations"]["mkosi"].as_f64().unwrap_or(0.0) > 0.0);
-    let raw_sha = keel_builder::fsutil::sha256_file(&raw).expect("hash raw");
+    let raw_sha = keel_builder::fsutil::sha256_file(raw).expect("hash raw");
     assert_eq!(rec["artifacts"][format!("{name}.raw")], raw_sha.as_str());
     assert!(
         out.join(format!("{name}.efi")).is_file(),
         "UKI kept as an artifact"
-    );
-
-    let again = build().expect("rebuild");
-    let s2: serde_json::Value = serde_json::from_str(&again).expect("json");
-    assert_eq!(
-        s2["skipped"], true,
-        "no-change rebuild must skip mkosi: {again}"
     );
 }
 

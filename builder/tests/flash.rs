@@ -2,7 +2,8 @@
 //! a small release signed with a test key the way `keel build --sign-key`
 //! signs (not an mkosi build: the image is random bytes, which is all flash
 //! looks at), written and read back; and every refusal, each checked to
-//! leave the device untouched: a mounted disk, a disk another program holds
+//! leave the device untouched and to exit with its code (5 refused by a
+//! safety check, 3 failed verification): a mounted disk, a disk another program holds
 //! exclusively, a too-small disk, a
 //! corrupted image, a manifest signed by another key or with a wrong
 //! signature, no confirmation (no terminal, or the wrong name typed), a
@@ -11,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use keel_builder::supply::{after_build_with_password, sign, ReleaseContext};
+use keel_builder::release::{after_build_with_password, sign, ReleaseContext};
 use keel_cmd::CommandRunExt as _;
 
 const PW: &[u8] = b"flash test";
@@ -132,11 +133,21 @@ fn flash(release: &Path, dev: &Path, key: &Path, extra: &[&str]) -> (Output, Str
     (o, text)
 }
 
-/// Runs a flash that must fail, checks its message and that the device was not written.
-fn refused(release: &Path, lo: &Loop, key: &Path, extra: &[&str], want: &str) {
+/// `keel flash`'s exit code for a safety refusal (docs/building-images.md#exit-codes).
+const REFUSED: i32 = 5;
+/// ... and for a release that failed verification.
+const VERIFICATION: i32 = 3;
+
+/// Runs a flash that must fail with exit code `code`, checks its message
+/// and that the device was not written.
+fn refused(release: &Path, lo: &Loop, key: &Path, extra: &[&str], code: i32, want: &str) {
     let before = lo.content();
     let (o, text) = flash(release, &lo.dev, key, extra);
-    assert!(!o.status.success(), "flash must be refused:\n{text}");
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "flash must be refused:\n{text}"
+    );
     assert!(text.contains(want), "missing {want:?} in:\n{text}");
     assert!(lo.content() == before, "the device was written:\n{text}");
 }
@@ -155,6 +166,7 @@ fn flash_writes_reads_back_and_summarises() {
         &lo,
         public,
         &[],
+        REFUSED,
         "without confirmation: stdin is not a terminal; run it from a terminal, or pass --yes",
     );
 
@@ -248,7 +260,7 @@ fn flash_asks_for_the_disk_name_on_a_terminal() {
         .to_string();
     let before = lo.content();
     let (o, text) = flash_on_a_terminal(&rel, &lo.dev, &keys().2, "sda");
-    assert!(!o.status.success(), "{text}");
+    assert_eq!(o.status.code(), Some(REFUSED), "{text}");
     for want in [
         format!("This ERASES everything on {}", lo.dev.display()),
         format!("Type the disk's name ({name}) to continue:"),
@@ -298,6 +310,7 @@ fn flash_refuses_a_mounted_disk() {
         &lo,
         &keys().2,
         &["--yes"],
+        REFUSED,
         &format!(
             "{dev} is mounted ({dev} on {}); refusing to overwrite a disk in use: unmount it first",
             mnt.display(),
@@ -326,6 +339,7 @@ fn flash_refuses_a_disk_another_program_holds() {
         &lo,
         &keys().2,
         &["--yes"],
+        REFUSED,
         &format!(
             "{} is busy (the kernel refused exclusive access",
             lo.dev.display()
@@ -345,6 +359,7 @@ fn flash_refuses_a_too_small_disk() {
         &lo,
         &keys().2,
         &["--yes"],
+        REFUSED,
         &format!(
             "{} is too small: 2.00 MiB (2097152 bytes), the image needs 3.00 MiB ({IMAGE_SIZE} bytes)",
             lo.dev.display()
@@ -368,6 +383,7 @@ fn flash_refuses_a_corrupted_image_before_writing() {
         &lo,
         &keys().2,
         &["--yes"],
+        VERIFICATION,
         "failed verification: test-flash.raw: sha256 is",
     );
 }
@@ -385,6 +401,7 @@ fn flash_refuses_a_release_with_a_bad_signature() {
         &lo,
         &keys().3,
         &["--yes"],
+        VERIFICATION,
         "failed verification: manifest.json: signature does not match (manifest.json.sig, wrong key or file changed)",
     );
     // The manifest's signature replaced by a valid signature of another file.
@@ -398,6 +415,7 @@ fn flash_refuses_a_release_with_a_bad_signature() {
         &lo,
         &keys().2,
         &["--yes"],
+        VERIFICATION,
         "failed verification: manifest.json",
     );
 }
@@ -409,7 +427,7 @@ fn flash_refuses_partitions_and_files() {
     let file = tmp.path().join("not-a-disk");
     std::fs::write(&file, vec![0u8; 8 << 20]).expect("file");
     let (o, text) = flash(&rel, &file, &keys().2, &["--yes"]);
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(REFUSED), "{text}");
     assert!(
         text.contains("is not a block device; give the whole disk"),
         "{text}"
@@ -458,7 +476,7 @@ fn flash_refuses_partitions_and_files() {
         .expect("mknod");
     }
     let (o, text) = flash(&rel, &part, &keys().2, &["--yes"]);
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(REFUSED), "{text}");
     assert!(
         text.contains(&format!(
             "is a partition ({name}p1); give the whole disk instead, e.g. /dev/{name}"

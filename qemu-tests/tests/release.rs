@@ -125,7 +125,7 @@ fn test_tiny_release_signs_and_verifies() {
         &pw,
     ])
     .expect("keel sign");
-    let report = keel_builder::supply::verify::verify_dir(&dir, &pubkey).expect("verify runs");
+    let report = keel_builder::release::verify::verify_dir(&dir, &pubkey).expect("verify runs");
     assert!(report.ok, "{report:#?}");
     assert!(
         report
@@ -146,11 +146,11 @@ fn test_tiny_release_signs_and_verifies() {
     match (uki, manifest.pcrs.get(&11)) {
         (Some(uki), Some(p11)) if Path::new("/usr/lib/systemd/systemd-measure").exists() => {
             let data = std::fs::read(&uki).expect("read UKI");
-            let sections = keel_builder::supply::pcr::pe_sections(&data).expect("UKI sections");
+            let sections = keel_builder::release::pcr::pe_sections(&data).expect("UKI sections");
             let mut cmd = Command::new("/usr/lib/systemd/systemd-measure");
             cmd.args(["calculate", "--bank=sha256", "--json=short"]);
             for (name, bytes) in &sections {
-                if keel_builder::supply::pcr::measured_sections(&sections).contains(&name.as_str())
+                if keel_builder::release::pcr::measured_sections(&sections).contains(&name.as_str())
                 {
                     let f = tmp.path().join(format!("section{name}"));
                     std::fs::write(&f, bytes).expect("write");

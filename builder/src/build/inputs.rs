@@ -67,16 +67,7 @@ pub fn prepare_with(image_dir: &Path, relocked: Option<Lock>) -> anyhow::Result<
         Some(l) => Some(l),
         None => Lock::load(&image_dir)?,
     };
-    let source_date_epoch = spec
-        .image
-        .source_date_epoch
-        .or_else(|| lock.as_ref().and_then(Lock::source_date_epoch))
-        .with_context(|| {
-            format!(
-                "{}: set `image.source-date-epoch` or run `keel lock` (the lock's archive date is the default)",
-                image_dir.join(spec::FILE_NAME).display()
-            )
-        })?;
+    let source_date_epoch = source_date_epoch(&spec, lock.as_ref(), &image_dir)?;
     let seed = spec
         .image
         .seed
@@ -95,6 +86,70 @@ pub fn prepare_with(image_dir: &Path, relocked: Option<Lock>) -> anyhow::Result<
         };
         inputs.insert("lock".to_string(), h);
     }
+    let mut trees = hash_files(&spec, &image_dir, &mut inputs)?;
+    let agent = if spec.keel.agent {
+        Some(find_agent()?)
+    } else {
+        None
+    };
+    let mut agent_units = Vec::new();
+    if let Some((bin, units)) = &agent {
+        agent_units = hash_agent(bin, units, &mut inputs)?;
+        trees.push(("zz-keel-agent".to_string(), PathBuf::new()));
+    }
+    let rendered = render::render(
+        &spec,
+        &RenderInputs {
+            lock: lock.as_ref(),
+            mirrors: mirrors.clone(),
+            source_date_epoch,
+            seed: seed.clone(),
+            trees: trees.iter().map(|(n, _)| n.clone()).collect(),
+            agent_units,
+        },
+    );
+    inputs.insert("rendered-config".to_string(), rendered_hash(&rendered));
+    for (k, v) in super::tools::tool_identities() {
+        inputs.insert(format!("tool:{k}"), v);
+    }
+    Ok(Prepared {
+        spec,
+        lock,
+        mirrors,
+        image_dir,
+        source_date_epoch,
+        seed,
+        rendered,
+        trees,
+        agent,
+        inputs,
+    })
+}
+
+/// The definition's epoch, else the lock's archive date.
+fn source_date_epoch(
+    spec: &ImageSpec,
+    lock: Option<&Lock>,
+    image_dir: &Path,
+) -> anyhow::Result<i64> {
+    spec.image
+        .source_date_epoch
+        .or_else(|| lock.and_then(Lock::source_date_epoch))
+        .with_context(|| {
+            format!(
+                "{}: set `image.source-date-epoch` or run `keel lock` (the lock's archive date is the default)",
+                image_dir.join(spec::FILE_NAME).display()
+            )
+        })
+}
+
+/// Hashes the definition's extra trees and source files into `inputs`;
+/// returns the trees as (name under trees/, source directory).
+fn hash_files(
+    spec: &ImageSpec,
+    image_dir: &Path,
+    inputs: &mut BTreeMap<String, String>,
+) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let mut trees = Vec::new();
     for (i, t) in spec.files.trees.iter().enumerate() {
         let src = image_dir.join(t);
@@ -122,39 +177,35 @@ pub fn prepare_with(image_dir: &Path, relocked: Option<Lock>) -> anyhow::Result<
             inputs.insert(format!("file:{}", f.path), h);
         }
     }
-    let agent = if spec.keel.agent {
-        Some(find_agent()?)
-    } else {
-        None
-    };
+    Ok(trees)
+}
+
+/// Hashes keel-bootstrap and its units into `inputs`; returns the units to
+/// enable (a timer rather than the service it starts).
+fn hash_agent(
+    bin: &Path,
+    units: &[PathBuf],
+    inputs: &mut BTreeMap<String, String>,
+) -> anyhow::Result<Vec<String>> {
     let mut agent_units = Vec::new();
-    if let Some((bin, units)) = &agent {
-        inputs.insert("keel-bootstrap".to_string(), sha256_file(bin)?);
-        for u in units {
-            inputs.insert(format!("unit:{}", file_name(u)), sha256_file(u)?);
-            if u.extension().is_some_and(|e| e == "timer")
-                || !units.iter().any(|t| {
-                    t.extension().is_some_and(|e| e == "timer") && t.file_stem() == u.file_stem()
-                })
-            {
-                agent_units.push(file_name(u));
-            }
+    inputs.insert("keel-bootstrap".to_string(), sha256_file(bin)?);
+    for u in units {
+        inputs.insert(format!("unit:{}", file_name(u)), sha256_file(u)?);
+        if u.extension().is_some_and(|e| e == "timer")
+            || !units.iter().any(|t| {
+                t.extension().is_some_and(|e| e == "timer") && t.file_stem() == u.file_stem()
+            })
+        {
+            agent_units.push(file_name(u));
         }
-        trees.push(("zz-keel-agent".to_string(), PathBuf::new()));
     }
-    let rendered = render::render(
-        &spec,
-        &RenderInputs {
-            lock: lock.as_ref(),
-            mirrors: mirrors.clone(),
-            source_date_epoch,
-            seed: seed.clone(),
-            trees: trees.iter().map(|(n, _)| n.clone()).collect(),
-            agent_units,
-        },
-    );
+    Ok(agent_units)
+}
+
+/// One hash over every rendered file's path, mode and content.
+fn rendered_hash(rendered: &Rendered) -> String {
     let mut all = String::new();
-    for (p, f) in &rendered {
+    for (p, f) in rendered {
         all.push_str(&format!(
             "{} {:o} {}\n",
             p.display(),
@@ -162,22 +213,7 @@ pub fn prepare_with(image_dir: &Path, relocked: Option<Lock>) -> anyhow::Result<
             sha256(f.content.as_bytes())
         ));
     }
-    inputs.insert("rendered-config".to_string(), sha256(all.as_bytes()));
-    for (k, v) in tool_identities() {
-        inputs.insert(format!("tool:{k}"), v);
-    }
-    Ok(Prepared {
-        spec,
-        lock,
-        mirrors,
-        image_dir,
-        source_date_epoch,
-        seed,
-        rendered,
-        trees,
-        agent,
-        inputs,
-    })
+    sha256(all.as_bytes())
 }
 
 fn file_name(p: &Path) -> String {
@@ -245,75 +281,6 @@ fn find_agent() -> anyhow::Result<(PathBuf, Vec<PathBuf>)> {
         .collect();
     units.sort();
     Ok((bin, units))
-}
-
-/// Files whose change means the tools changed: the programs on PATH and
-/// mkosi's Python package. Identified by path, size and modification time
-/// (cheap: starting mkosi just to ask its version takes seconds).
-// veritysetup re-hashes the verity partition after mkosi (see verity.rs).
-const TOOL_FILES: &[&str] = &[
-    "mkosi",
-    "systemd-repart",
-    "veritysetup",
-    "qemu-img",
-    "apt-get",
-];
-const MKOSI_PACKAGE: &str = "/usr/lib/python3/dist-packages/mkosi/__init__.py";
-
-fn tool_identities() -> BTreeMap<String, String> {
-    let mut v = BTreeMap::new();
-    v.insert("keel".to_string(), env!("CARGO_PKG_VERSION").to_string());
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut files: Vec<(String, PathBuf)> = TOOL_FILES
-        .iter()
-        .filter_map(|t| {
-            std::env::split_paths(&path)
-                .map(|d| d.join(t))
-                .find(|p| p.is_file())
-                .map(|p| (t.to_string(), p))
-        })
-        .collect();
-    files.push(("mkosi-python".into(), PathBuf::from(MKOSI_PACKAGE)));
-    for (name, p) in files {
-        let id = std::fs::metadata(&p)
-            .map(|m| {
-                let mtime = m
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
-                format!(
-                    "{} {} {}",
-                    p.display(),
-                    m.len(),
-                    mtime.map(|d| d.as_secs()).unwrap_or(0)
-                )
-            })
-            .unwrap_or_else(|_| "missing".into());
-        v.insert(name, id);
-    }
-    v
-}
-
-/// Versions of the tools, for the build record (runs each tool).
-pub fn tool_versions() -> BTreeMap<String, String> {
-    let mut v = BTreeMap::new();
-    v.insert("keel".to_string(), env!("CARGO_PKG_VERSION").to_string());
-    for (name, args) in [
-        ("mkosi", &["--version"][..]),
-        ("systemd-repart", &["--version"][..]),
-        ("veritysetup", &["--version"][..]),
-        ("qemu-img", &["--version"][..]),
-    ] {
-        let out = Command::new(name)
-            .args(args)
-            .run_get_string()
-            .unwrap_or_else(|e| format!("unavailable: {e}"));
-        v.insert(
-            name.to_string(),
-            out.lines().next().unwrap_or_default().trim().to_string(),
-        );
-    }
-    v
 }
 
 impl Prepared {

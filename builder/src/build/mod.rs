@@ -16,6 +16,7 @@ mod packages;
 pub mod progress;
 pub mod repro;
 pub mod sfdisk;
+mod tools;
 pub mod verity;
 
 use std::collections::BTreeMap;
@@ -51,6 +52,11 @@ pub struct BuildSummary {
 
 /// Runs `keel build`.
 pub fn run(args: BuildArgs) -> anyhow::Result<()> {
+    crate::exit::require(&args.image_dir, "image definition directory")?;
+    crate::exit::require(
+        &args.image_dir.join(crate::spec::FILE_NAME),
+        "image definition",
+    )?;
     if args.check_reproducible {
         return repro::check(&args);
     }
@@ -92,7 +98,7 @@ pub fn build(args: &BuildArgs) -> anyhow::Result<BuildSummary> {
         return Ok(s);
     }
 
-    let tools = inputs::tool_versions();
+    let tools = tools::tool_versions();
     let mut durations = BTreeMap::new();
     let t = Instant::now();
     let pool = packages::pool(args)?;
@@ -139,27 +145,7 @@ pub fn build(args: &BuildArgs) -> anyhow::Result<BuildSummary> {
         let _ = std::fs::remove_dir_all(&work);
     }
     durations.insert("total".to_string(), started.elapsed().as_secs_f64());
-
-    let record = BuildRecord {
-        format: 1,
-        image_name: prep.spec.image.name.clone(),
-        image_version: prep.spec.image.version.clone(),
-        inputs: prep.inputs.clone(),
-        tools: tools.clone(),
-        source_date_epoch: prep.source_date_epoch,
-        durations,
-        artifacts: outs.artifacts.clone(),
-        verity_roothash: outs.roothash.clone(),
-        finished_at: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0),
-    };
-    crate::fsutil::write_atomic(
-        &out_dir.join(crate::record::FILE_NAME),
-        record.to_json().as_bytes(),
-    )
-    .context("writing the build record")?;
+    let record = write_record(&prep, tools, durations, &outs, &out_dir)?;
 
     release(args, &prep, &record, &out_dir, &outs)?;
     Ok(BuildSummary {
@@ -174,6 +160,38 @@ pub fn build(args: &BuildArgs) -> anyhow::Result<BuildSummary> {
         from_pool: plan.as_ref().map_or(0, |p| p.from_pool.len()),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Writes `build-record.json`: what went in, which tools, how long each step
+/// took, what came out.
+fn write_record(
+    prep: &Prepared,
+    tools: BTreeMap<String, String>,
+    durations: BTreeMap<String, f64>,
+    outs: &outputs::Outputs,
+    out_dir: &Path,
+) -> anyhow::Result<BuildRecord> {
+    let record = BuildRecord {
+        format: 1,
+        image_name: prep.spec.image.name.clone(),
+        image_version: prep.spec.image.version.clone(),
+        inputs: prep.inputs.clone(),
+        tools,
+        source_date_epoch: prep.source_date_epoch,
+        durations,
+        artifacts: outs.artifacts.clone(),
+        verity_roothash: outs.roothash.clone(),
+        finished_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+    };
+    crate::fsutil::write_atomic(
+        &out_dir.join(crate::record::FILE_NAME),
+        record.to_json().as_bytes(),
+    )
+    .context("writing the build record")?;
+    Ok(record)
 }
 
 /// The summary of a skipped build when the output directory's build record
@@ -225,7 +243,7 @@ fn release(
     out_dir: &Path,
     outs: &outputs::Outputs,
 ) -> anyhow::Result<()> {
-    let ctx = crate::supply::ReleaseContext {
+    let ctx = crate::release::ReleaseContext {
         out_dir: out_dir.to_path_buf(),
         image_name: prep.spec.image.name.clone(),
         image_version: prep.spec.image.version.clone(),
@@ -240,7 +258,7 @@ fn release(
     };
     // The password goes from its file into memory, never into the
     // environment every later child would inherit.
-    crate::supply::after_build(&ctx, args.sign_key_password_file.as_deref())
+    crate::release::after_build(&ctx, args.sign_key_password_file.as_deref())
         .context("writing the release manifest")
 }
 

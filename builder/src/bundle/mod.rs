@@ -84,8 +84,8 @@ pub fn run(cmd: BundleCommand) -> anyhow::Result<()> {
     match cmd {
         BundleCommand::Sign(a) => {
             let header = header_for(&a.repo, &a.rev, &a.store, a.reference, a.serial)?;
-            let password = crate::supply::sign::password(a.password_file.as_deref())?;
-            let key = crate::supply::sign::load_signing_key(&a.key, &password)?;
+            let password = crate::release::sign::password(a.password_file.as_deref())?;
+            let key = crate::release::sign::load_signing_key(&a.key, &password)?;
             let digest = sign_repo(&a.repo, &a.rev, &header, &key, a.commit)?;
             println!(
                 "signed bundle manifest sha256:{} (store {}, ref {}, serial {})",
@@ -207,7 +207,7 @@ pub fn sign_repo(
         .run()?;
     let text = manifest::build(&tree, header)?;
     let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
-    let sig = crate::supply::sign::sign_digest(key, &digest)?;
+    let sig = crate::release::sign::sign_digest(key, &digest)?;
     let b64 = base64::engine::general_purpose::STANDARD.encode(sig);
     let dot = repo.join(".keel");
     std::fs::create_dir_all(&dot).with_context(|| format!("creating {}", dot.display()))?;
@@ -237,6 +237,3 @@ pub fn sign_repo(
     }
     Ok(digest)
 }
-
-#[cfg(test)]
-mod tests;

@@ -16,7 +16,9 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
+
+use crate::exit::Error::Refused;
 
 /// Mount points whose disk is the running system's.
 const SYSTEM_MOUNTS: [&str; 6] = ["/", "/boot", "/boot/efi", "/efi", "/usr", "/var"];
@@ -122,10 +124,11 @@ fn read_sys(dir: &Path, file: &str) -> Option<String> {
 pub fn inspect(path: &Path) -> anyhow::Result<Disk> {
     let md = std::fs::metadata(path).with_context(|| format!("opening {}", path.display()))?;
     if !md.file_type().is_block_device() {
-        bail!(
+        return Err(Refused(format!(
             "{} is not a block device; give the whole disk to write, e.g. /dev/sdb (lsblk lists them)",
             path.display()
-        );
+        ))
+        .into());
     }
     let dev = majmin(md.rdev());
     let sys = PathBuf::from("/sys/dev/block").join(&dev);
@@ -142,10 +145,11 @@ pub fn inspect(path: &Path) -> anyhow::Result<Disk> {
             .and_then(Path::file_name)
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        bail!(
+        return Err(Refused(format!(
             "{} is a partition ({name}); give the whole disk instead, e.g. /dev/{parent}",
             path.display()
-        );
+        ))
+        .into());
     }
     let sectors: u64 = read_sys(&sys, "size")
         .and_then(|s| s.parse().ok())
@@ -153,11 +157,28 @@ pub fn inspect(path: &Path) -> anyhow::Result<Disk> {
     let logical_block = read_sys(&sys, "queue/logical_block_size")
         .and_then(|s| s.parse().ok())
         .unwrap_or(512);
-    let description = match read_sys(&sys, "loop/backing_file") {
+    let description = describe(&sys);
+    let in_tree = device_tree(&sys, &dev, &name)?;
+    Ok(Disk {
+        path: path.to_path_buf(),
+        name,
+        size: sectors * 512,
+        logical_block,
+        description,
+        removable: read_sys(&sys, "removable").as_deref() == Some("1"),
+        read_only: read_sys(&sys, "ro").as_deref() == Some("1"),
+        in_tree,
+    })
+}
+
+/// What the disk is, for the technician: the loop device's file, or the
+/// vendor and model sysfs reports.
+fn describe(sys: &Path) -> String {
+    match read_sys(sys, "loop/backing_file") {
         Some(f) => format!("loop device on {f}"),
         None => {
-            let v = read_sys(&sys, "device/vendor").unwrap_or_default();
-            let m = read_sys(&sys, "device/model").unwrap_or_default();
+            let v = read_sys(sys, "device/vendor").unwrap_or_default();
+            let m = read_sys(sys, "device/model").unwrap_or_default();
             let d = format!("{v} {m}").trim().to_string();
             if d.is_empty() {
                 "no model information".into()
@@ -165,14 +186,19 @@ pub fn inspect(path: &Path) -> anyhow::Result<Disk> {
                 d
             }
         }
-    };
+    }
+}
+
+/// The disk (`sys`, `dev`, `name`), its partitions, and the devices stacked
+/// on any of them (LVM, dm-crypt, RAID), transitively.
+fn device_tree(sys: &Path, dev: &str, name: &str) -> anyhow::Result<Vec<Node>> {
     let mut in_tree = vec![Node {
-        dev: dev.clone(),
-        name: name.clone(),
+        dev: dev.to_string(),
+        name: name.to_string(),
         holder: false,
     }];
-    let mut dirs = vec![sys.clone()];
-    for e in std::fs::read_dir(&sys)?.flatten() {
+    let mut dirs = vec![sys.to_path_buf()];
+    for e in std::fs::read_dir(sys)?.flatten() {
         if e.path().join("partition").exists() {
             dirs.push(e.path());
             if let Some(d) = read_sys(&e.path(), "dev") {
@@ -184,7 +210,6 @@ pub fn inspect(path: &Path) -> anyhow::Result<Disk> {
             }
         }
     }
-    // Devices stacked on the disk (LVM, dm-crypt, RAID), transitively.
     while let Some(d) = dirs.pop() {
         let Ok(rd) = std::fs::read_dir(d.join("holders")) else {
             continue;
@@ -204,16 +229,7 @@ pub fn inspect(path: &Path) -> anyhow::Result<Disk> {
             }
         }
     }
-    Ok(Disk {
-        path: path.to_path_buf(),
-        name,
-        size: sectors * 512,
-        logical_block,
-        description,
-        removable: read_sys(&sys, "removable").as_deref() == Some("1"),
-        read_only: read_sys(&sys, "ro").as_deref() == Some("1"),
-        in_tree,
-    })
+    Ok(in_tree)
 }
 
 impl Disk {
@@ -296,110 +312,4 @@ pub fn current_use() -> anyhow::Result<(Vec<Mount>, Vec<String>)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Captured from a Debian 12 host (root on sda2, a USB stick's first
-    /// partition mounted at a path with a space).
-    const MOUNTINFO: &str = "\
-22 1 8:2 / / rw,relatime shared:1 - ext4 /dev/sda2 rw,errors=remount-ro
-25 22 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc rw
-26 22 8:1 / /boot/efi rw,relatime shared:2 - vfat /dev/sda1 rw,fmask=0077
-91 22 8:17 / /media/tech/KEEL\\040STICK rw,nosuid,nodev,relatime shared:40 - vfat /dev/sdb1 rw
-";
-
-    fn disk(name: &str, devs: &[(&str, &str)], size: u64) -> Disk {
-        Disk {
-            path: PathBuf::from(format!("/dev/{name}")),
-            name: name.into(),
-            size,
-            logical_block: 512,
-            description: String::new(),
-            removable: true,
-            read_only: false,
-            in_tree: devs
-                .iter()
-                .map(|(d, n)| Node {
-                    dev: d.to_string(),
-                    name: n.to_string(),
-                    holder: n.starts_with("dm-"),
-                })
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn mountinfo_is_parsed_with_escapes() {
-        let m = parse_mountinfo(MOUNTINFO);
-        assert_eq!(m.len(), 4);
-        assert_eq!(
-            m[3],
-            Mount {
-                dev: "8:17".into(),
-                mount_point: "/media/tech/KEEL STICK".into(),
-                source: "/dev/sdb1".into()
-            }
-        );
-        assert_eq!(
-            parse_swaps("Filename\tType\tSize\tUsed\tPriority\n/dev/sdc2 partition 1 0 -2\n"),
-            ["/dev/sdc2"]
-        );
-    }
-
-    #[test]
-    fn system_mounted_swap_small_and_stacked_disks_are_refused() {
-        let mounts = parse_mountinfo(MOUNTINFO);
-        let sda = disk(
-            "sda",
-            &[("8:0", "sda"), ("8:1", "sda1"), ("8:2", "sda2")],
-            1 << 40,
-        );
-        let why = sda.refusal(1 << 30, &mounts, &[]).expect("system disk");
-        assert!(
-            why.contains("holds the running system (/dev/sda2 is mounted on /)"),
-            "{why}"
-        );
-
-        let sdb = disk("sdb", &[("8:16", "sdb"), ("8:17", "sdb1")], 32 << 30);
-        let why = sdb.refusal(1 << 30, &mounts, &[]).expect("mounted");
-        assert!(
-            why.contains("is mounted (/dev/sdb1 on /media/tech/KEEL STICK)"),
-            "{why}"
-        );
-
-        let sdc = disk("sdc", &[("8:32", "sdc"), ("8:34", "sdc2")], 32 << 30);
-        let why = sdc
-            .refusal(1 << 30, &mounts, &["/dev/sdc2".into()])
-            .expect("swap");
-        assert!(why.contains("in use as swap (/dev/sdc2)"), "{why}");
-
-        let sdd = disk(
-            "sdd",
-            &[("8:48", "sdd"), ("8:49", "sdd1"), ("253:0", "dm-0")],
-            32 << 30,
-        );
-        let why = sdd.refusal(1 << 30, &mounts, &[]).expect("stacked");
-        assert!(why.contains("in use by dm-0"), "{why}");
-
-        // A RAID array is a disk like any other: its partitions are not holders.
-        let md = disk("md0", &[("9:0", "md0"), ("259:5", "md0p1")], 32 << 30);
-        assert_eq!(md.refusal(1 << 30, &mounts, &[]), None);
-
-        let sde = disk("sde", &[("8:64", "sde")], 512 << 20);
-        let why = sde.refusal(1 << 30, &mounts, &[]).expect("small");
-        assert!(why.contains("is too small: 512.00 MiB"), "{why}");
-        assert_eq!(
-            sde.refusal(512 << 20, &mounts, &[]),
-            None,
-            "exactly large enough"
-        );
-    }
-
-    #[test]
-    fn device_numbers_decode_like_glibc() {
-        assert_eq!(majmin(0x0811), "8:17");
-        assert_eq!(majmin((259 << 8) | 3), "259:3");
-        // minor 300 needs the high minor bits (makedev(259, 300)).
-        assert_eq!(majmin(0x2c | (259 << 8) | (0x100 << 12)), "259:300");
-    }
-}
+mod tests;

@@ -1,7 +1,7 @@
 //! `keel flash RELEASE_DIR DEVICE --key release.pub`: a field technician
 //! writes a signed release to a node's disk (or a USB stick to boot it from).
 //!
-//! In order: the release is verified with [`crate::supply::verify::verify_dir`]
+//! In order: the release is verified with [`crate::release::verify::verify_dir`]
 //! (manifest signature, every artifact's size, digest and signature); the
 //! disk is checked ([`device`]: whole disk, not in use, not the running
 //! system, large enough); the technician confirms (types the disk's name,
@@ -21,7 +21,8 @@ use clap::Args;
 use indicatif::BinaryBytes;
 use keel_manifest::{Artifact, Manifest};
 
-use crate::supply::{release::MANIFEST_FILE, sign, verify};
+use crate::exit::Error::{Refused, Verification};
+use crate::release::{sign, verify, MANIFEST_FILE};
 
 /// Options of `keel flash`.
 #[derive(Debug, Args)]
@@ -57,20 +58,22 @@ fn verified_release(dir: &Path, key: &Path, image: Option<&str>) -> anyhow::Resu
     let report = verify::verify_dir(dir, key)
         .with_context(|| format!("verifying the release in {}", dir.display()))?;
     if let Some(f) = &report.failure {
-        bail!(
+        return Err(Verification(format!(
             "the release in {} failed verification: {}: {}; nothing was written. Get the release again from its source (or check --key is the release's public key)",
             dir.display(),
             f.file,
             f.reason
-        );
+        ))
+        .into());
     }
     let bytes = std::fs::read(dir.join(MANIFEST_FILE))
         .with_context(|| format!("reading {MANIFEST_FILE}"))?;
     let sig = std::fs::read_to_string(dir.join(format!("{MANIFEST_FILE}.sig")))
         .with_context(|| format!("reading {MANIFEST_FILE}.sig"))?;
     let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&bytes).into();
-    sign::verify_digest(&sign::load_public_key(key)?, &digest, &sig)
-        .with_context(|| format!("{MANIFEST_FILE} changed after it was verified"))?;
+    sign::verify_digest(&sign::load_public_key(key)?, &digest, &sig).context(Verification(
+        format!("{MANIFEST_FILE} changed after it was verified"),
+    ))?;
     let text = String::from_utf8(bytes).context("manifest.json is not UTF-8")?;
     let manifest = keel_manifest::parse(&text)?;
     let raws: Vec<&Artifact> = manifest
@@ -118,10 +121,11 @@ fn verified_release(dir: &Path, key: &Path, image: Option<&str>) -> anyhow::Resu
 fn confirm(disk: &device::Disk, what: &str) -> anyhow::Result<()> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
-        bail!(
+        return Err(Refused(format!(
             "refusing to overwrite {} without confirmation: stdin is not a terminal; run it from a terminal, or pass --yes if you are sure",
             disk.path.display()
-        );
+        ))
+        .into());
     }
     let mut err = std::io::stderr().lock();
     writeln!(
@@ -138,10 +142,11 @@ fn confirm(disk: &device::Disk, what: &str) -> anyhow::Result<()> {
     stdin.lock().read_line(&mut line)?;
     let answer = line.trim();
     if answer != disk.name && answer != disk.path.display().to_string() {
-        bail!(
+        return Err(Refused(format!(
             "not confirmed (typed {answer:?}, expected {}); nothing was written",
             disk.name
-        );
+        ))
+        .into());
     }
     Ok(())
 }
@@ -160,10 +165,11 @@ pub fn run(a: FlashArgs) -> anyhow::Result<()> {
             format!("; not checked: {}", r.skipped.join("; "))
         }
     );
+    crate::exit::require(&a.device, "device")?;
     let disk = device::inspect(&a.device)?;
     let (mounts, swaps) = device::current_use()?;
     if let Some(why) = disk.refusal(r.raw.size, &mounts, &swaps) {
-        bail!("{why}; nothing was written");
+        return Err(Refused(format!("{why}; nothing was written")).into());
     }
     let what = format!(
         "{} {} ({}, {})",
@@ -182,13 +188,14 @@ pub fn run(a: FlashArgs) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     if hex::encode(written) != r.raw.sha256 {
         write::erase_partition_tables(&mut dev, &disk, r.raw.size);
-        bail!(
+        return Err(Verification(format!(
             "{} changed after it was verified (wrote sha256 {}, the signed manifest says {}); its partition tables on {} were erased so it does not boot. Get the release again and re-run",
             r.raw.name,
             hex::encode(written),
             r.raw.sha256,
             disk.path.display()
-        );
+        ))
+        .into());
     }
     let back = write::read_back(&disk, r.raw.size)?;
     if hex::encode(back) != r.raw.sha256 {

@@ -67,10 +67,11 @@ pub fn open_exclusive(disk: &Disk) -> anyhow::Result<std::fs::File> {
         .custom_flags(nix::libc::O_DIRECT | nix::libc::O_EXCL)
         .open(&disk.path)
         .map_err(|e| match e.raw_os_error() {
-            Some(nix::libc::EBUSY) => anyhow::anyhow!(
+            Some(nix::libc::EBUSY) => crate::exit::Error::Refused(format!(
                 "{} is busy (the kernel refused exclusive access: mounted, swap, RAID or device-mapper member); free it or pick another disk",
                 disk.path.display()
-            ),
+            ))
+            .into(),
             Some(nix::libc::EACCES | nix::libc::EPERM) => anyhow::anyhow!(
                 "no permission to write {}: run keel flash as root (sudo)",
                 disk.path.display()

@@ -4,7 +4,10 @@
 
 use std::collections::BTreeSet;
 
-use super::ImageSpec;
+use super::{
+    Distribution, Files, Group, ImageMeta, ImageSpec, Kernel, Output, Packages, Partitions,
+    Services, User,
+};
 
 /// Distributions and their releases Keel can build today. Adding one means a
 /// sources renderer in [`crate::render`] and an entry here.
@@ -40,9 +43,20 @@ fn is_size(s: &str) -> bool {
     !digits.is_empty() && digits.len() + 1 >= s.len() && digits.chars().all(|c| c.is_ascii_digit())
 }
 
-/// Checks everything serde cannot; returns `(key, message)` on the first failure.
+/// Checks everything serde cannot; returns `(key, message)` on the first
+/// failure, checking the sections in file order.
 pub fn validate(spec: &ImageSpec) -> Result<(), Failure> {
-    let img = &spec.image;
+    image(&spec.image)?;
+    distribution(&spec.distribution)?;
+    packages(&spec.packages)?;
+    files(&spec.files)?;
+    accounts(&spec.groups, &spec.users)?;
+    kernel_and_services(&spec.kernel, &spec.services)?;
+    output_and_partitions(&spec.output, &spec.partitions)
+}
+
+/// `[image]`: name, version, epoch, seed, hostname.
+fn image(img: &ImageMeta) -> Result<(), Failure> {
     if !is_name(&img.name) || img.name.contains(['_', '.']) {
         fail(
             "image.name",
@@ -76,8 +90,11 @@ pub fn validate(spec: &ImageSpec) -> Result<(), Failure> {
             fail("image.hostname", "use letters, digits and `-`")?;
         }
     }
+    Ok(())
+}
 
-    let d = &spec.distribution;
+/// `[distribution]`: a supported name, release and architecture, mirror URLs, components.
+fn distribution(d: &Distribution) -> Result<(), Failure> {
     let Some((_, releases)) = DISTRIBUTIONS.iter().find(|(n, _)| *n == d.name) else {
         let names: Vec<_> = DISTRIBUTIONS.iter().map(|(n, _)| *n).collect();
         return fail(
@@ -127,10 +144,14 @@ pub fn validate(spec: &ImageSpec) -> Result<(), Failure> {
             "a non-empty list like [\"main\"]",
         )?;
     }
+    Ok(())
+}
 
+/// `[packages]`: Debian package names, each listed once.
+fn packages(p: &Packages) -> Result<(), Failure> {
     for (list, key) in [
-        (&spec.packages.install, "packages.install"),
-        (&spec.packages.initrd, "packages.initrd"),
+        (&p.install, "packages.install"),
+        (&p.initrd, "packages.initrd"),
     ] {
         let mut seen = BTreeSet::new();
         for p in list {
@@ -145,8 +166,12 @@ pub fn validate(spec: &ImageSpec) -> Result<(), Failure> {
             }
         }
     }
+    Ok(())
+}
 
-    for t in &spec.files.trees {
+/// `[files]`: relative trees, absolute target paths, one source each, octal modes.
+fn files(files: &Files) -> Result<(), Failure> {
+    for t in &files.trees {
         if t.is_absolute() || t.components().any(|c| c.as_os_str() == "..") {
             fail(
                 "files.trees",
@@ -157,7 +182,7 @@ pub fn validate(spec: &ImageSpec) -> Result<(), Failure> {
             )?;
         }
     }
-    for f in &spec.files.files {
+    for f in &files.files {
         if !f.path.starts_with('/') || f.path.contains("..") {
             fail(
                 "files.file.path",
@@ -185,9 +210,14 @@ pub fn validate(spec: &ImageSpec) -> Result<(), Failure> {
             )?;
         }
     }
+    Ok(())
+}
 
+/// `[[group]]` and `[[user]]`: unique names, ids outside the system range,
+/// groups that exist.
+fn accounts(groups_spec: &[Group], users_spec: &[User]) -> Result<(), Failure> {
     let mut groups = BTreeSet::new();
-    for g in &spec.groups {
+    for g in groups_spec {
         if !is_name(&g.name) || !groups.insert(g.name.as_str()) {
             fail(
                 "group.name",
@@ -205,7 +235,7 @@ pub fn validate(spec: &ImageSpec) -> Result<(), Failure> {
         }
     }
     let mut users = BTreeSet::new();
-    for u in &spec.users {
+    for u in users_spec {
         if !is_name(&u.name) || !users.insert(u.name.as_str()) {
             fail(
                 "user.name",
@@ -237,8 +267,12 @@ pub fn validate(spec: &ImageSpec) -> Result<(), Failure> {
             fail("user.shell", "must be an absolute path")?;
         }
     }
+    Ok(())
+}
 
-    for a in &spec.kernel.command_line {
+/// `[kernel]` arguments and module regexes, `[services]` unit names.
+fn kernel_and_services(kernel: &Kernel, services: &Services) -> Result<(), Failure> {
+    for a in &kernel.command_line {
         if a.is_empty() || a.contains(char::is_whitespace) {
             fail(
                 "kernel.command-line",
@@ -252,7 +286,7 @@ pub fn validate(spec: &ImageSpec) -> Result<(), Failure> {
             )?;
         }
     }
-    for m in &spec.kernel.initrd_modules {
+    for m in &kernel.initrd_modules {
         if m.is_empty() || m.contains(char::is_whitespace) {
             fail(
                 "kernel.initrd-modules",
@@ -260,7 +294,7 @@ pub fn validate(spec: &ImageSpec) -> Result<(), Failure> {
             )?;
         }
     }
-    for u in spec.services.enable.iter().chain(&spec.services.disable) {
+    for u in services.enable.iter().chain(&services.disable) {
         if !is_unit(u) {
             fail(
                 "services",
@@ -268,11 +302,14 @@ pub fn validate(spec: &ImageSpec) -> Result<(), Failure> {
             )?;
         }
     }
+    Ok(())
+}
 
-    if spec.output.formats.is_empty() {
+/// `[output]` formats and `[partitions]` sizes.
+fn output_and_partitions(output: &Output, p: &Partitions) -> Result<(), Failure> {
+    if output.formats.is_empty() {
         fail("output.formats", "list at least one of: raw, qcow2")?;
     }
-    let p = &spec.partitions;
     if !is_size(&p.esp_size) {
         fail(
             "partitions.esp-size",

@@ -266,20 +266,6 @@ mod tests {
     }
 
     #[test]
-    fn probe_firmware_reaches_long_mode_under_tcg() {
-        if super::super::find_program(QEMU).is_none() {
-            keel_testbed::report_skip(format_args!(
-                "probe_firmware_reaches_long_mode_under_tcg: {QEMU} not installed"
-            ));
-            return;
-        }
-        assert!(
-            probe_tcg_selfcheck().expect("runs"),
-            "the probe firmware must exit QEMU with status 99"
-        );
-    }
-
-    #[test]
     fn cache_record_round_trips_and_rejects_unknown_keys() {
         let rec = ProbeRecord {
             host_kernel: "6.1.0".into(),

@@ -123,99 +123,23 @@ enum Ending {
 
 fn run_vm(args: RunArgs) -> anyhow::Result<()> {
     let interactive = !args.json && std::io::stdout().is_terminal();
-    let mut opts = VmOptions::new(&args.image, PathBuf::new());
-    opts.snapshot = !args.no_snapshot;
-    opts.disk_gib = args.disk_size;
-    opts.memory_mib = args.memory;
-    opts.cpus = args.cpus;
-    opts.forwards = args.forwards.clone();
-    opts.network = match &args.tap {
-        Some(ifname) => Network::Tap {
-            ifname: ifname.clone(),
-            bridge: args.bridge.clone(),
-        },
-        None => Network::User,
-    };
-    opts.mac = args.mac;
-    opts.seed = args.seed.clone();
-    opts.accel = args.accel;
-    opts.kernel_args = args.kernel_args.clone();
     // --until needs a log to read; keep it beside the VM's state when the user gave none.
     let scratch = tempfile::Builder::new()
         .prefix("keel-vm-console-")
         .tempdir()?;
-    let log = args.console_log.clone().or_else(|| {
-        (args.until.is_some() || !interactive).then(|| scratch.path().join("console.log"))
-    });
-    opts.console = match log {
-        Some(log) if !interactive => ConsoleMode::Log(log),
-        log => ConsoleMode::Terminal { log },
-    };
+    let opts = vm_options(&args, interactive, &scratch);
     let until = args
         .until
         .as_deref()
         .map(|u| Regex::new(u).with_context(|| format!("--until pattern `{u}`")))
         .transpose()?;
-
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .context("installing signal handlers")?;
-    }
+    let stop = stop_on_signals()?;
 
     let started = Instant::now();
     let mut vm = Vm::start(opts).context("starting the VM")?;
-    let console_path = vm.console_log_path().map(|p| p.display().to_string());
-    if args.json {
-        let ev = serde_json::json!({
-            "event": "started",
-            "image": args.image,
-            "accel": vm.accel(),
-            "qemu-pid": vm.qemu_pid(),
-            "swtpm-pid": vm.swtpm_pid(),
-            "forwards": vm.forwards(),
-            "tap": args.tap,
-            "mac": args.mac,
-            "console-log": console_path,
-            "snapshot": !args.no_snapshot,
-        });
-        println!("{ev}");
-    } else if !interactive {
-        eprintln!(
-            "keel vm: booting {} ({}, console in {}); Ctrl-C stops it",
-            args.image.display(),
-            vm.accel().name(),
-            console_path.as_deref().unwrap_or("-")
-        );
-    }
-    for f in vm.forwards() {
-        tracing::info!("port forward {f}");
-    }
-
+    announce(&args, &vm, interactive);
     let deadline = args.timeout.map(|s| started + Duration::from_secs(s));
-    let mut console = vm.console_log_path().map(super::ConsoleLog::new);
-    let (ending, status) = loop {
-        if let Some(s) = vm.try_wait()? {
-            break (Ending::GuestExited, Some(s));
-        }
-        if stop.load(Ordering::Relaxed) {
-            break (Ending::Signal, None);
-        }
-        if let (Some(re), Some(c)) = (&until, console.as_mut()) {
-            if let Some(m) = c.find_next(re) {
-                tracing::info!("console matched: {}", m.line);
-                break (Ending::UntilMatched, None);
-            }
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            break (Ending::Timeout, None);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let (ending, status) = watch(&mut vm, &stop, until.as_ref(), deadline)?;
     let errors = vm.qemu_errors();
     let status = match status {
         Some(s) => {
@@ -244,13 +168,116 @@ fn run_vm(args: RunArgs) -> anyhow::Result<()> {
             tracing::info!("stopped on signal after {secs:.1} s");
             Ok(())
         }
-        Ending::Timeout => {
-            eprintln!(
-                "keel vm: stopped after the {} s timeout",
-                args.timeout.unwrap_or(0)
-            );
-            std::process::exit(124)
+        Ending::Timeout => Err(crate::exit::Error::Timeout(format!(
+            "stopped the VM after the {} s --timeout",
+            args.timeout.unwrap_or(0)
+        ))
+        .into()),
+    }
+}
+
+/// The VM's options from the command line; the console goes to the
+/// terminal when there is one (and to `--console-log`), else only to a log
+/// (`--console-log`, or one in `scratch`).
+fn vm_options(args: &RunArgs, interactive: bool, scratch: &tempfile::TempDir) -> VmOptions {
+    let mut opts = VmOptions::new(&args.image, PathBuf::new());
+    opts.snapshot = !args.no_snapshot;
+    opts.disk_gib = args.disk_size;
+    opts.memory_mib = args.memory;
+    opts.cpus = args.cpus;
+    opts.forwards = args.forwards.clone();
+    opts.network = match &args.tap {
+        Some(ifname) => Network::Tap {
+            ifname: ifname.clone(),
+            bridge: args.bridge.clone(),
+        },
+        None => Network::User,
+    };
+    opts.mac = args.mac;
+    opts.seed = args.seed.clone();
+    opts.accel = args.accel;
+    opts.kernel_args = args.kernel_args.clone();
+    let log = args.console_log.clone().or_else(|| {
+        (args.until.is_some() || !interactive).then(|| scratch.path().join("console.log"))
+    });
+    opts.console = match log {
+        Some(log) if !interactive => ConsoleMode::Log(log),
+        log => ConsoleMode::Terminal { log },
+    };
+    opts
+}
+
+/// A flag set by SIGINT, SIGTERM or SIGHUP.
+fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    Ok(stop)
+}
+
+/// Says the VM started: a JSON event, a line on stderr without a terminal,
+/// and the port forwards in the log.
+fn announce(args: &RunArgs, vm: &Vm, interactive: bool) {
+    let console_path = vm.console_log_path().map(|p| p.display().to_string());
+    if args.json {
+        let ev = serde_json::json!({
+            "event": "started",
+            "image": args.image,
+            "accel": vm.accel(),
+            "qemu-pid": vm.qemu_pid(),
+            "swtpm-pid": vm.swtpm_pid(),
+            "forwards": vm.forwards(),
+            "tap": args.tap,
+            "mac": args.mac,
+            "console-log": console_path,
+            "snapshot": !args.no_snapshot,
+        });
+        println!("{ev}");
+    } else if !interactive {
+        eprintln!(
+            "keel vm: booting {} ({}, console in {}); Ctrl-C stops it",
+            args.image.display(),
+            vm.accel().name(),
+            console_path.as_deref().unwrap_or("-")
+        );
+    }
+    for f in vm.forwards() {
+        tracing::info!("port forward {f}");
+    }
+}
+
+/// Waits until the guest exits, a signal arrives, the console matches
+/// `until` or `deadline` passes; QEMU's exit status when it exited.
+fn watch(
+    vm: &mut Vm,
+    stop: &AtomicBool,
+    until: Option<&Regex>,
+    deadline: Option<Instant>,
+) -> anyhow::Result<(Ending, Option<std::process::ExitStatus>)> {
+    let mut console = vm.console_log_path().map(super::ConsoleLog::new);
+    loop {
+        if let Some(s) = vm.try_wait()? {
+            return Ok((Ending::GuestExited, Some(s)));
         }
+        if stop.load(Ordering::Relaxed) {
+            return Ok((Ending::Signal, None));
+        }
+        if let (Some(re), Some(c)) = (until, console.as_mut()) {
+            if let Some(m) = c.find_next(re) {
+                tracing::info!("console matched: {}", m.line);
+                return Ok((Ending::UntilMatched, None));
+            }
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok((Ending::Timeout, None));
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -36,32 +36,95 @@ pub struct Vm {
     dir: tempfile::TempDir,
 }
 
+/// The host tools a VM needs are there, and the options fit together.
+fn check_host(opts: &VmOptions) -> anyhow::Result<()> {
+    let mut missing = super::missing_host_tools();
+    if matches!(
+        opts.network,
+        Network::Tap {
+            bridge: Some(_),
+            ..
+        }
+    ) && super::find_program("ip").is_none()
+    {
+        missing.push("ip".to_string());
+    }
+    anyhow::ensure!(
+        missing.is_empty(),
+        "missing host tools for VMs: {} (./setup.sh installs them)",
+        missing.join(", ")
+    );
+    anyhow::ensure!(
+        opts.forwards.is_empty() || opts.network == Network::User,
+        "port forwards work only with user networking, not on a tap device"
+    );
+    Ok(())
+}
+
+/// Where the serial console goes: QEMU's stdio (and a log), or a socket in
+/// the VM directory `d` copied to a log. Returns the plan, the console log
+/// to read and the socket.
+fn serial_plan(
+    mode: &ConsoleMode,
+    d: &Path,
+) -> anyhow::Result<(SerialPlan, Option<ConsoleLog>, Option<PathBuf>)> {
+    Ok(match mode {
+        ConsoleMode::Terminal { log } => {
+            let log = log.as_deref().map(absolute).transpose()?;
+            let console = log.as_ref().map(ConsoleLog::new);
+            (SerialPlan::Stdio { log }, console, None)
+        }
+        ConsoleMode::Log(log) => {
+            let log = absolute(log)?;
+            let socket = d.join("console.sock");
+            let serial = SerialPlan::Socket {
+                socket: socket.clone(),
+                log: log.clone(),
+            };
+            (serial, Some(ConsoleLog::new(log)), Some(socket))
+        }
+    })
+}
+
+/// The NIC: user networking with its forwards, or a tap device (created
+/// and attached to the bridge when one is given).
+fn nic_plan(opts: &VmOptions) -> anyhow::Result<(NicPlan, Option<TapDevice>)> {
+    Ok(match &opts.network {
+        Network::User => (
+            NicPlan::User {
+                forwards: opts.forwards.clone(),
+            },
+            None,
+        ),
+        Network::Tap { ifname, bridge } => {
+            let tap = bridge
+                .as_deref()
+                .map(|b| TapDevice::create(ifname, b))
+                .transpose()?;
+            let nic = NicPlan::Tap {
+                ifname: ifname.clone(),
+            };
+            (nic, tap)
+        }
+    })
+}
+
+/// QEMU without a terminal: no stdin, no stdout, stderr into
+/// `d/qemu.stderr` (for the error message when it fails); returns that path.
+fn capture_output(cmd: &mut Command, d: &Path) -> anyhow::Result<PathBuf> {
+    let p = d.join("qemu.stderr");
+    let f = File::create(&p).with_context(|| format!("creating {}", p.display()))?;
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(f);
+    Ok(p)
+}
+
 impl Vm {
     /// Starts a VM: manufactures a TPM, copies the firmware variables,
     /// prepares the seed, picks the accelerator, sets up the tap device
     /// (with [`Network::Tap`]) and launches QEMU. QEMU, swtpm and the tap
     /// are in the calling thread's network namespace.
     pub fn start(opts: VmOptions) -> anyhow::Result<Vm> {
-        let mut missing = super::missing_host_tools();
-        if matches!(
-            opts.network,
-            Network::Tap {
-                bridge: Some(_),
-                ..
-            }
-        ) && super::find_program("ip").is_none()
-        {
-            missing.push("ip".to_string());
-        }
-        anyhow::ensure!(
-            missing.is_empty(),
-            "missing host tools for VMs: {} (./setup.sh installs them)",
-            missing.join(", ")
-        );
-        anyhow::ensure!(
-            opts.forwards.is_empty() || opts.network == Network::User,
-            "port forwards work only with user networking, not on a tap device"
-        );
+        check_host(&opts)?;
         let image = std::path::absolute(&opts.image)
             .with_context(|| format!("resolving {}", opts.image.display()))?;
         let format = detect_format(&image)?;
@@ -80,41 +143,9 @@ impl Vm {
         };
         let swtpm = Swtpm::start(&d.join("swtpm"))?;
 
-        let (serial, console, console_socket) = match &opts.console {
-            ConsoleMode::Terminal { log } => {
-                let log = log.as_deref().map(absolute).transpose()?;
-                let console = log.as_ref().map(ConsoleLog::new);
-                (SerialPlan::Stdio { log }, console, None)
-            }
-            ConsoleMode::Log(log) => {
-                let log = absolute(log)?;
-                let socket = d.join("console.sock");
-                let serial = SerialPlan::Socket {
-                    socket: socket.clone(),
-                    log: log.clone(),
-                };
-                (serial, Some(ConsoleLog::new(log)), Some(socket))
-            }
-        };
+        let (serial, console, console_socket) = serial_plan(&opts.console, &d)?;
         let (image, format, snapshot) = disk::prepare(&image, format, &opts, &d)?;
-        let (nic, tap) = match &opts.network {
-            Network::User => (
-                NicPlan::User {
-                    forwards: opts.forwards.clone(),
-                },
-                None,
-            ),
-            Network::Tap { ifname, bridge } => {
-                let tap = bridge
-                    .as_deref()
-                    .map(|b| TapDevice::create(ifname, b))
-                    .transpose()?;
-                let nic = NicPlan::Tap {
-                    ifname: ifname.clone(),
-                };
-                (nic, tap)
-            }
-        };
+        let (nic, tap) = nic_plan(&opts)?;
         let pidfile = d.join("qemu.pid");
         let mut kernel_args = opts.kernel_args.clone();
         if accel == Accel::Tcg {
@@ -139,10 +170,7 @@ impl Vm {
         let mut cmd = Command::new(QEMU);
         cmd.args(qemu_args(&plan));
         let qemu_stderr = if matches!(opts.console, ConsoleMode::Log(_)) {
-            let p = d.join("qemu.stderr");
-            let f = File::create(&p).with_context(|| format!("creating {}", p.display()))?;
-            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(f);
-            Some(p)
+            Some(capture_output(&mut cmd, &d)?)
         } else {
             None
         };

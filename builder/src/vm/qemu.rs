@@ -90,21 +90,36 @@ fn opt_path(p: &Path) -> String {
 /// The QEMU arguments (without the program name) for `plan`.
 pub fn qemu_args(plan: &QemuPlan) -> Vec<OsString> {
     let mut a: Vec<String> = Vec::new();
-    let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
+    machine_args(plan, &mut a);
+    disk_args(plan, &mut a);
+    device_args(plan, &mut a);
+    serial_args(&plan.serial, &mut a);
+    a.into_iter().map(OsString::from).collect()
+}
+
+fn push(a: &mut Vec<String>, items: &[&str]) {
+    a.extend(items.iter().map(|s| s.to_string()));
+}
+
+/// Machine, CPU, memory, no defaults, the pidfile and the UEFI firmware.
+fn machine_args(plan: &QemuPlan, a: &mut Vec<String>) {
     let machine = format!("q35,accel={}", plan.accel.name());
     let cpu = match plan.accel {
         Accel::Kvm => "host",
         Accel::Tcg => "max",
     };
-    push(&["-machine", &machine, "-cpu", cpu]);
-    push(&[
-        "-m",
-        &plan.memory_mib.to_string(),
-        "-smp",
-        &plan.cpus.to_string(),
-    ]);
-    push(&["-nodefaults", "-no-user-config", "-display", "none"]);
-    push(&["-pidfile", &opt_path(&plan.pidfile)]);
+    push(a, &["-machine", &machine, "-cpu", cpu]);
+    push(
+        a,
+        &[
+            "-m",
+            &plan.memory_mib.to_string(),
+            "-smp",
+            &plan.cpus.to_string(),
+        ],
+    );
+    push(a, &["-nodefaults", "-no-user-config", "-display", "none"]);
+    push(a, &["-pidfile", &opt_path(&plan.pidfile)]);
 
     // UEFI firmware: shared read-only code, per-VM variables.
     let code = format!(
@@ -115,45 +130,59 @@ pub fn qemu_args(plan: &QemuPlan) -> Vec<OsString> {
         "if=pflash,format=raw,unit=1,file={}",
         opt_path(&plan.ovmf_vars)
     );
-    push(&["-drive", &code, "-drive", &vars]);
+    push(a, &["-drive", &code, "-drive", &vars]);
+}
 
-    // The disk.
+/// The disk on virtio-scsi, and the seed ISO as a CD-ROM beside it.
+fn disk_args(plan: &QemuPlan, a: &mut Vec<String>) {
     let snapshot = if plan.snapshot { "on" } else { "off" };
     let disk = format!(
         "if=none,id=disk0,file={},format={},snapshot={snapshot},discard=unmap",
         opt_path(&plan.image),
         plan.format.qemu_name(),
     );
-    push(&["-device", "virtio-scsi-pci,id=scsi0"]);
-    push(&[
-        "-drive",
-        &disk,
-        "-device",
-        "scsi-hd,bus=scsi0.0,drive=disk0,bootindex=1",
-    ]);
+    push(a, &["-device", "virtio-scsi-pci,id=scsi0"]);
+    push(
+        a,
+        &[
+            "-drive",
+            &disk,
+            "-device",
+            "scsi-hd,bus=scsi0.0,drive=disk0,bootindex=1",
+        ],
+    );
 
     if let Some(iso) = &plan.seed_iso {
         let seed = format!(
             "if=none,id=seed0,file={},format=raw,readonly=on,media=cdrom",
             opt_path(iso)
         );
-        push(&[
-            "-drive",
-            &seed,
-            "-device",
-            "scsi-cd,bus=scsi0.0,drive=seed0",
-        ]);
+        push(
+            a,
+            &[
+                "-drive",
+                &seed,
+                "-device",
+                "scsi-cd,bus=scsi0.0,drive=seed0",
+            ],
+        );
     }
+}
 
+/// The TPM, the NIC, the RNG and the extra kernel arguments.
+fn device_args(plan: &QemuPlan, a: &mut Vec<String>) {
     // TPM 2.0 through swtpm.
     let chr = format!("socket,id=chrtpm,path={}", opt_path(&plan.tpm_socket));
-    push(&[
-        "-chardev",
-        &chr,
-        "-tpmdev",
-        "emulator,id=tpm0,chardev=chrtpm",
-    ]);
-    push(&["-device", "tpm-tis,tpmdev=tpm0"]);
+    push(
+        a,
+        &[
+            "-chardev",
+            &chr,
+            "-tpmdev",
+            "emulator,id=tpm0,chardev=chrtpm",
+        ],
+    );
+    push(a, &["-device", "tpm-tis,tpmdev=tpm0"]);
 
     // Network: user mode with forwards bound to loopback only, or a tap
     // device set up beforehand (no scripts: QEMU must not run programs).
@@ -174,8 +203,8 @@ pub fn qemu_args(plan: &QemuPlan) -> Vec<OsString> {
     if let Some(mac) = plan.mac {
         nic.push_str(&format!(",mac={mac}"));
     }
-    push(&["-netdev", &netdev, "-device", &nic]);
-    push(&["-device", "virtio-rng-pci"]);
+    push(a, &["-netdev", &netdev, "-device", &nic]);
+    push(a, &["-device", "virtio-rng-pci"]);
 
     // Extra kernel arguments through SMBIOS type 11 strings: systemd-stub
     // appends the first to a UKI's built-in command line, systemd-boot the
@@ -186,12 +215,15 @@ pub fn qemu_args(plan: &QemuPlan) -> Vec<OsString> {
             "io.systemd.stub.kernel-cmdline-extra",
             "io.systemd.boot.kernel-cmdline-extra",
         ] {
-            push(&["-smbios", &format!("type=11,value={key}={args}")]);
+            push(a, &["-smbios", &format!("type=11,value={key}={args}")]);
         }
     }
+}
 
-    // Serial console.
-    let chardev = match &plan.serial {
+/// The serial console: stdio multiplexed with the monitor, or a socket;
+/// either copied to a log.
+fn serial_args(serial: &SerialPlan, a: &mut Vec<String>) {
+    let chardev = match serial {
         SerialPlan::Stdio { log } => {
             let mut c = "stdio,id=con0,mux=on,signal=on".to_string();
             if let Some(log) = log {
@@ -205,11 +237,10 @@ pub fn qemu_args(plan: &QemuPlan) -> Vec<OsString> {
             opt_path(log)
         ),
     };
-    push(&["-chardev", &chardev, "-serial", "chardev:con0"]);
-    if matches!(plan.serial, SerialPlan::Stdio { .. }) {
-        push(&["-mon", "chardev=con0,mode=readline"]);
+    push(a, &["-chardev", &chardev, "-serial", "chardev:con0"]);
+    if matches!(serial, SerialPlan::Stdio { .. }) {
+        push(a, &["-mon", "chardev=con0,mode=readline"]);
     }
-    a.into_iter().map(OsString::from).collect()
 }
 
 #[cfg(test)]

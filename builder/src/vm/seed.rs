@@ -115,24 +115,4 @@ mod tests {
         let e = prepare(seed.path(), work.path()).expect_err("no user-data");
         assert!(e.to_string().contains("no user-data"), "{e}");
     }
-
-    #[test]
-    fn seed_dir_becomes_a_cidata_iso() {
-        if super::super::find_program("cloud-localds").is_none() {
-            keel_testbed::report_skip(format_args!(
-                "seed_dir_becomes_a_cidata_iso: cloud-localds not installed"
-            ));
-            return;
-        }
-        let seed = tempfile::tempdir().expect("tempdir");
-        let work = tempfile::tempdir().expect("tempdir");
-        std::fs::write(seed.path().join("user-data"), "#cloud-config\n{}\n").expect("write");
-        std::fs::write(seed.path().join("meta-data"), "instance-id: keel-test\n").expect("write");
-        let iso = prepare(seed.path(), work.path()).expect("iso");
-        let bytes = std::fs::read(&iso).expect("read iso");
-        // ISO 9660 primary volume descriptor at 32 KiB: "CD001", volume id at +40.
-        assert_eq!(&bytes[0x8001..0x8006], b"CD001");
-        let label = String::from_utf8_lossy(&bytes[0x8028..0x8028 + 32]);
-        assert_eq!(label.trim_end(), "cidata");
-    }
 }

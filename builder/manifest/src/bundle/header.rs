@@ -66,9 +66,29 @@ pub struct SignedManifest {
 /// [`render`] writes), so the node's byte comparison of signed and rebuilt
 /// manifests cannot fail on a spelling difference.
 pub fn parse(text: &str) -> Result<SignedManifest, BundleManifestError> {
-    let bad =
-        |line: usize, why: &str| BundleManifestError::Malformed(format!("line {line}: {why}"));
     let mut lines = text.split_inclusive('\n');
+    let header = parse_header(&mut lines)?;
+    let mut entries: Vec<Entry> = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let entry = parse_entry(i + 5, line, entries.last())?;
+        entries.push(entry);
+    }
+    if render(&header, &entries) != text {
+        return Err(BundleManifestError::Malformed(
+            "not in canonical form (serial with leading zeros?)".into(),
+        ));
+    }
+    Ok(SignedManifest { header, entries })
+}
+
+fn bad(line: usize, why: &str) -> BundleManifestError {
+    BundleManifestError::Malformed(format!("line {line}: {why}"))
+}
+
+/// Lines 1-4: the format line, then `store`, `ref` and `serial`.
+fn parse_header<'a>(
+    lines: &mut impl Iterator<Item = &'a str>,
+) -> Result<Header, BundleManifestError> {
     match lines.next() {
         Some(l) if l == format!("{HEADER}\n") => {}
         Some(l) if l.trim_end() == HEADER_V1 => {
@@ -99,54 +119,47 @@ pub fn parse(text: &str) -> Result<SignedManifest, BundleManifestError> {
         .ok()
         .filter(|_| serial_text.bytes().all(|b| b.is_ascii_digit()))
         .ok_or_else(|| bad(4, "serial is not a decimal number"))?;
-    let header = Header::new(store, reference, serial)?;
+    Header::new(store, reference, serial)
+}
 
-    let mut entries: Vec<Entry> = Vec::new();
-    for (i, line) in lines.enumerate() {
-        let n = i + 5;
-        let line = line
-            .strip_suffix('\n')
-            .ok_or_else(|| bad(n, "no final newline"))?;
-        let mut f = line.splitn(3, ' ');
-        let (Some(hash), Some(mode), Some(path)) = (f.next(), f.next(), f.next()) else {
-            return Err(bad(n, "expected `<sha256> <mode> <path>`"));
-        };
-        if hash.len() != 64
-            || !hash
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            return Err(bad(n, "hash is not 64 lowercase hex digits"));
-        }
-        let mode = match mode {
-            "100644" => "100644",
-            "100755" => "100755",
-            "120000" => "120000",
-            _ => return Err(bad(n, "mode is not 100644, 100755 or 120000")),
-        };
-        if path.is_empty()
-            || path.starts_with('/')
-            || path
-                .split('/')
-                .any(|c| c.is_empty() || c == ".." || c == ".")
-        {
-            return Err(bad(n, "path is not a clean relative path"));
-        }
-        if let Some(prev) = entries.last() {
-            if prev.path.as_bytes() >= path.as_bytes() {
-                return Err(bad(n, "paths are not sorted and unique"));
-            }
-        }
-        entries.push(Entry {
-            sha256: hash.to_string(),
-            mode,
-            path: path.to_string(),
-        });
+/// Entry line `n`: `<sha256> <mode> <path>`, its path after `prev`'s.
+fn parse_entry(n: usize, line: &str, prev: Option<&Entry>) -> Result<Entry, BundleManifestError> {
+    let line = line
+        .strip_suffix('\n')
+        .ok_or_else(|| bad(n, "no final newline"))?;
+    let mut f = line.splitn(3, ' ');
+    let (Some(hash), Some(mode), Some(path)) = (f.next(), f.next(), f.next()) else {
+        return Err(bad(n, "expected `<sha256> <mode> <path>`"));
+    };
+    if hash.len() != 64
+        || !hash
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(bad(n, "hash is not 64 lowercase hex digits"));
     }
-    if render(&header, &entries) != text {
-        return Err(BundleManifestError::Malformed(
-            "not in canonical form (serial with leading zeros?)".into(),
-        ));
+    let mode = match mode {
+        "100644" => "100644",
+        "100755" => "100755",
+        "120000" => "120000",
+        _ => return Err(bad(n, "mode is not 100644, 100755 or 120000")),
+    };
+    if path.is_empty()
+        || path.starts_with('/')
+        || path
+            .split('/')
+            .any(|c| c.is_empty() || c == ".." || c == ".")
+    {
+        return Err(bad(n, "path is not a clean relative path"));
     }
-    Ok(SignedManifest { header, entries })
+    if let Some(prev) = prev {
+        if prev.path.as_bytes() >= path.as_bytes() {
+            return Err(bad(n, "paths are not sorted and unique"));
+        }
+    }
+    Ok(Entry {
+        sha256: hash.to_string(),
+        mode,
+        path: path.to_string(),
+    })
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::build::sfdisk::Table;
 
 const SEED: &str = "0e5a3c1b-7d7e-4b4c-9a39-3f0a6c0b9d11";
 const ROOT: &str = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709";

@@ -1,6 +1,6 @@
 //! The private-key scan: real keys of every kind are found, look-alikes are not.
 
-use crate::supply::keyscan::*;
+use crate::sbom::keyscan::*;
 use keel_cmd::CommandRunExt as _;
 use std::process::Command;
 
@@ -9,12 +9,10 @@ fn openssl(args: &[&str]) -> Vec<u8> {
     out.expect("openssl").into_bytes()
 }
 
-#[test]
-fn finds_real_keys_and_ignores_lookalikes() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path();
+/// Real keys made by the real tools in `d`: PKCS#8 (PEM and DER), SEC1,
+/// PKCS#1, Ed25519, and an OpenSSH key when ssh-keygen is there.
+fn make_keys(d: &std::path::Path) {
     let p = |n: &str| d.join(n).display().to_string();
-    // Real keys made by the real tools.
     openssl(&[
         "genpkey",
         "-algorithm",
@@ -84,8 +82,15 @@ fn finds_real_keys_and_ignores_lookalikes() {
             "openssh part of finds_real_keys_and_ignores_lookalikes: ssh-keygen missing"
         ));
     }
+}
+
+#[test]
+fn finds_real_keys_and_ignores_lookalikes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    make_keys(d);
     let cosign =
-        crate::supply::sign::generate_key_pair(&d.join("cosign"), b"pw").expect("cosign key");
+        crate::release::sign::generate_key_pair(&d.join("cosign"), b"pw").expect("cosign key");
     let cases: &[(&str, Option<&str>)] = &[
         ("pkcs8.pem", Some("PEM private key (PKCS#8)")),
         ("pkcs8.der", Some("DER private key (PKCS#8)")),

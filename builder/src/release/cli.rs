@@ -1,11 +1,13 @@
-//! The supply-chain subcommands: `keel key generate`, `keel sign`,
-//! `keel verify` and the hidden `keel sbom` (SBOMs for a tree, by hand).
-//! Each is a thin layer over the library functions of this module.
+//! The release subcommands: `keel key generate`, `keel sign` and
+//! `keel verify`. Each is a thin layer over the library functions of
+//! [`crate::release`].
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
+
+use crate::exit::Error::Verification;
 
 /// `keel key ...`
 #[derive(Debug, Subcommand)]
@@ -52,27 +54,6 @@ pub struct VerifyArgs {
     pub json: bool,
 }
 
-/// Options of the hidden `keel sbom`.
-#[derive(Debug, Args)]
-pub struct SbomArgs {
-    /// Root of a Debian tree (holds var/lib/dpkg/status).
-    #[arg(long)]
-    pub root: PathBuf,
-    /// Where to write sbom.spdx.json and sbom.cdx.json (they also go into ROOT/usr/share/keel/sbom).
-    #[arg(long)]
-    pub out: PathBuf,
-    #[arg(long, default_value = "image")]
-    pub image_name: String,
-    #[arg(long, default_value = "0")]
-    pub image_version: String,
-    #[arg(long, default_value = "debian")]
-    pub distribution: String,
-    #[arg(long, default_value = "bookworm")]
-    pub release: String,
-    #[arg(long, default_value = "amd64")]
-    pub architecture: String,
-}
-
 /// Runs `keel key ...`.
 pub fn run_key(cmd: KeyCommand) -> anyhow::Result<()> {
     match cmd {
@@ -98,8 +79,7 @@ pub fn run_key(cmd: KeyCommand) -> anyhow::Result<()> {
 /// Runs `keel sign DIR --key K`.
 pub fn run_sign(a: SignArgs) -> anyhow::Result<()> {
     let pw = super::sign::password(a.password_file.as_deref())?;
-    super::release::sign_dir(&a.dir, &a.key, &pw)
-        .with_context(|| format!("signing {}", a.dir.display()))
+    super::sign_dir(&a.dir, &a.key, &pw).with_context(|| format!("signing {}", a.dir.display()))
 }
 
 /// Runs `keel verify DIR --key PUB`; fails naming the first mismatching file.
@@ -116,7 +96,9 @@ pub fn run_verify(a: VerifyArgs) -> anyhow::Result<()> {
         }
     }
     match report.failure {
-        Some(f) => bail!("verification failed: {}: {}", f.file, f.reason),
+        Some(f) => {
+            Err(Verification(format!("verification failed: {}: {}", f.file, f.reason)).into())
+        }
         None => {
             if !a.json {
                 println!("release in {} verified", a.dir.display());
@@ -124,17 +106,4 @@ pub fn run_verify(a: VerifyArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// Runs the hidden `keel sbom`.
-pub fn run_sbom(a: SbomArgs) -> anyhow::Result<()> {
-    super::finalize_tree(&super::TreeContext {
-        root: a.root,
-        publish_dir: a.out,
-        image_name: a.image_name,
-        image_version: a.image_version,
-        distribution: a.distribution,
-        release: a.release,
-        architecture: a.architecture,
-    })
 }

@@ -1,25 +1,14 @@
-//! Supply chain: SBOMs from the image's own package database, the private-key
-//! scan of the image tree, the signed release manifest, and verification.
-//!
-//! The build calls [`finalize_tree`] on the image root after packages are
-//! installed and before the image is sealed, and [`after_build`] once the
-//! artifacts exist in the output directory. `keel sign`, `keel verify` and
-//! `keel key generate` call [`release::sign_dir`], [`verify::verify_dir`] and
-//! [`sign::generate_key_pair`].
-
-pub mod cli;
-pub mod dpkg;
-pub mod image;
-pub mod keyscan;
-pub mod pcr;
-pub mod release;
-pub mod sbom;
-pub mod sign;
-pub mod verify;
+//! The image tree's finalization during a build: refuse key material
+//! ([`super::keyscan`]), take the inventory (packages from the tree's dpkg
+//! database, `.deb` checksums from apt indexes, Keel's own binaries), and
+//! write both SBOMs into the tree and beside the image.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
+
+use super::{dpkg, keyscan, Binary, Inventory, CYCLONEDX_FILE, SBOM_DIR, SPDX_FILE};
+use crate::release::{sign, write_atomic};
 
 /// What [`finalize_tree`] needs to know about the image tree being built.
 #[derive(Debug, Clone)]
@@ -36,25 +25,6 @@ pub struct TreeContext {
     pub release: String,
     /// Debian architecture name, e.g. `amd64`.
     pub architecture: String,
-}
-
-/// What [`after_build`] needs to know about a finished build.
-#[derive(Debug, Clone)]
-pub struct ReleaseContext {
-    pub out_dir: PathBuf,
-    pub image_name: String,
-    pub image_version: String,
-    pub definition_sha256: String,
-    pub lock_sha256: Option<String>,
-    pub source_date_epoch: i64,
-    pub mkosi_version: String,
-    /// Files in `out_dir` that make up the release (image, UKI, SBOMs, ...).
-    pub artifacts: Vec<PathBuf>,
-    /// The unified kernel image, for the expected PCR 11 / PCR 4 values.
-    pub uki: Option<PathBuf>,
-    pub verity_roothash: Option<String>,
-    /// Encrypted cosign private key; for the password see [`after_build`].
-    pub sign_key: Option<PathBuf>,
 }
 
 /// Environment variable naming a directory of apt `*_Packages` indexes to
@@ -101,10 +71,10 @@ pub fn finalize_tree_at(ctx: &TreeContext, source_date_epoch: Option<i64>) -> an
         "writing SBOMs"
     );
     let docs = [
-        (sbom::SPDX_FILE, sbom::spdx(&inv)),
-        (sbom::CYCLONEDX_FILE, sbom::cyclonedx(&inv)),
+        (SPDX_FILE, super::spdx(&inv)),
+        (CYCLONEDX_FILE, super::cyclonedx(&inv)),
     ];
-    let in_image = ctx.root.join(sbom::SBOM_DIR);
+    let in_image = ctx.root.join(SBOM_DIR);
     for dir in [&in_image, &ctx.publish_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         for (name, doc) in &docs {
@@ -117,10 +87,7 @@ pub fn finalize_tree_at(ctx: &TreeContext, source_date_epoch: Option<i64>) -> an
 }
 
 /// Builds the SBOM inventory of the tree (packages, checksums, licenses, Keel binaries).
-pub fn inventory(
-    ctx: &TreeContext,
-    source_date_epoch: Option<i64>,
-) -> anyhow::Result<sbom::Inventory> {
+pub fn inventory(ctx: &TreeContext, source_date_epoch: Option<i64>) -> anyhow::Result<Inventory> {
     let own_lists = ctx.root.join("var/lib/apt/lists");
     // Inside mkosi's finalize sandbox /var/lib/apt is mkosi's package cache
     // (the lists it installed from), even when the image keeps none.
@@ -134,15 +101,15 @@ pub fn inventory(
     let packages =
         dpkg::load_packages(&ctx.root, &dirs).context("reading the image's dpkg database")?;
     let created = match source_date_epoch {
-        Some(e) => sbom::rfc3339(e),
-        None => sbom::rfc3339(
+        Some(e) => super::rfc3339(e),
+        None => super::rfc3339(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0),
         ),
     };
-    Ok(sbom::Inventory {
+    Ok(Inventory {
         image_name: ctx.image_name.clone(),
         image_version: ctx.image_version.clone(),
         distro: distro_qualifier(&ctx.distribution, &ctx.release),
@@ -166,7 +133,7 @@ pub fn distro_qualifier(distribution: &str, release: &str) -> String {
 }
 
 /// Keel's own programs in the tree: `/usr/bin/keel*`, `/usr/lib/keel/*`.
-pub fn keel_binaries(root: &Path) -> anyhow::Result<Vec<sbom::Binary>> {
+pub fn keel_binaries(root: &Path) -> anyhow::Result<Vec<Binary>> {
     let mut out = Vec::new();
     for (dir, prefix) in [
         ("usr/bin", "keel"),
@@ -180,7 +147,7 @@ pub fn keel_binaries(root: &Path) -> anyhow::Result<Vec<sbom::Binary>> {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.starts_with(prefix) && e.file_type().is_ok_and(|t| t.is_file()) {
                 let (d, _) = sign::sha256_file(&e.path())?;
-                out.push(sbom::Binary {
+                out.push(Binary {
                     path: format!("/{dir}/{name}"),
                     sha256: hex::encode(d),
                 });
@@ -190,54 +157,3 @@ pub fn keel_binaries(root: &Path) -> anyhow::Result<Vec<sbom::Binary>> {
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
-
-/// Writes `manifest.json` into the output directory and, with a signing key,
-/// signs it and every artifact. The key password is read into memory from
-/// `password_file` (first line), else the file named by
-/// `KEEL_KEY_PASSWORD_FILE`, else `KEEL_KEY_PASSWORD`, and handed to the
-/// signing code; it is never put into the process environment, so no child
-/// (mkosi, git, ...) can inherit it.
-pub fn after_build(ctx: &ReleaseContext, password_file: Option<&Path>) -> anyhow::Result<()> {
-    if ctx.sign_key.is_none() {
-        return write_manifest(ctx);
-    }
-    let env_file = std::env::var_os("KEEL_KEY_PASSWORD_FILE").map(PathBuf::from);
-    let pw = sign::password(password_file.or(env_file.as_deref()))?;
-    after_build_with_password(ctx, &pw)
-}
-
-/// [`after_build`] with the key password given.
-pub fn after_build_with_password(ctx: &ReleaseContext, password: &[u8]) -> anyhow::Result<()> {
-    write_manifest(ctx)?;
-    if let Some(key) = &ctx.sign_key {
-        release::sign_dir(&ctx.out_dir, key, password).context("signing release")?;
-    }
-    Ok(())
-}
-
-fn write_manifest(ctx: &ReleaseContext) -> anyhow::Result<()> {
-    let manifest = release::build_manifest(ctx).context("building release manifest")?;
-    let path = ctx.out_dir.join(release::MANIFEST_FILE);
-    write_atomic(&path, manifest.to_json().as_bytes())?;
-    tracing::info!(path = %path.display(), artifacts = manifest.artifacts.len(), "wrote release manifest");
-    Ok(())
-}
-
-/// Atomic write: temp file in the same directory, sync, rename.
-pub fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating temp file in {}", dir.display()))?;
-    tmp.write_all(data)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    // Keep files world-readable like a normal write (NamedTempFile is 0600).
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests;

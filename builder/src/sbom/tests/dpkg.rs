@@ -1,7 +1,7 @@
 //! dpkg database parsing on a status file captured from a real mkosi-built
 //! Debian bookworm root (95 packages).
 
-use crate::supply::dpkg::*;
+use crate::sbom::dpkg::*;
 
 const STATUS: &str = include_str!("../testdata/dpkg-status");
 const PACKAGES: &str = include_str!("../testdata/Packages");
