@@ -13,6 +13,7 @@ pub mod fsutil;
 pub mod hooks;
 pub mod lock;
 pub mod logging;
+pub mod ostree;
 pub mod pool;
 pub mod record;
 pub mod render;
