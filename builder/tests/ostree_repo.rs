@@ -267,8 +267,10 @@ fn releases_commit_publish_and_pull_over_https_with_signatures_and_deltas() {
         .ostree(&["pull", "--disable-static-deltas", "keel", refname])
         .expect_err("tampered object")
         .to_string();
+    // Depending on the byte: a checksum mismatch or a broken zlib stream.
+    let l = e.to_lowercase();
     assert!(
-        e.to_lowercase().contains("corrupt") || e.contains("checksum"),
+        l.contains("corrupt") || l.contains("checksum") || l.contains("content object"),
         "{e}"
     );
 
