@@ -194,3 +194,19 @@ fn write_summary(repo: &ostree::Repo, signer: &Signer) -> anyhow::Result<()> {
     )
     .context("signing the summary")
 }
+
+/// Bytes of every object a commit reaches, as stored (compressed): what a
+/// pull without any delta downloads.
+pub fn commit_size(repo_dir: &Path, commit: &str) -> anyhow::Result<u64> {
+    let repo = super::open(repo_dir)?;
+    let objects = repo
+        .traverse_commit(commit, 0, gio::Cancellable::NONE)
+        .with_context(|| format!("walking commit {commit}"))?;
+    let mut total = 0;
+    for o in &objects {
+        total += repo
+            .query_object_storage_size(o.object_type(), o.checksum(), gio::Cancellable::NONE)
+            .with_context(|| format!("size of object {}", o.checksum()))?;
+    }
+    Ok(total)
+}

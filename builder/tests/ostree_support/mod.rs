@@ -1,6 +1,8 @@
 //! What the release repository tests share: keys, a synthetic signed
 //! release (a real GPT disk made by systemd-repart: ESP, erofs root,
 //! dm-verity), and a client repository driven by the real `ostree` CLI.
+// Each test binary uses a part of this.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
