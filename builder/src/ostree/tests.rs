@@ -53,3 +53,26 @@ fn keys_beside_the_cosign_key() {
     assert_eq!(k, std::path::Path::new("/etc/keel/ostree-gpg.key"));
     assert_eq!(p, std::path::Path::new("/etc/keel/ostree-gpg.pub"));
 }
+
+#[test]
+fn the_root_partition_type_names_the_architecture() {
+    use crate::supply::image::{types, Partition};
+    let p = |t: &str| Partition {
+        type_guid: t.to_string(),
+        label: String::new(),
+        offset: 0,
+        size: 0,
+    };
+    let parts = [p(types::ESP), p(types::ROOT_ARM64)];
+    let (root, arch) = extract::root_partition(&parts).expect("arm64 root");
+    assert_eq!(
+        (root.type_guid.as_str(), arch),
+        (types::ROOT_ARM64, "aarch64")
+    );
+    let (_, arch) = extract::root_partition(&[p(types::ROOT_X86_64)]).expect("x86-64 root");
+    assert_eq!(arch, "x86_64");
+    let e = extract::root_partition(&[p(types::ESP), p(types::LINUX_DATA)])
+        .expect_err("no root")
+        .to_string();
+    assert!(e.contains("no root partition"), "{e}");
+}
