@@ -172,7 +172,16 @@ fn test_tiny_update_is_a_small_signed_delta() {
     );
     server.clear_requests();
     let out = node.pull(&cb.refname).expect("pull update");
-    keel_testbed::report!("ostree_real_image: update pull said: {}", out.trim());
+    let sent: u64 = server.requests().iter().map(|r| r.bytes).sum();
+    keel_testbed::report!(
+        "ostree_real_image: update pull said: {}; the server sent {sent} bytes = {:.3} % of the raw image",
+        out.trim(),
+        100.0 * sent as f64 / raw as f64
+    );
+    assert!(
+        sent < full / 10,
+        "an update downloads far less than the release: {sent} of {full}"
+    );
     let dir =
         kostree::publish::delta_dir(Path::new("/repo"), Some(&ca.commit), &cb.commit).expect("dir");
     assert!(

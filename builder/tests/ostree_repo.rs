@@ -227,7 +227,11 @@ fn releases_commit_publish_and_pull_over_https_with_signatures_and_deltas() {
         !fetched.iter().any(|p| p.ends_with(".filez")),
         "no loose file objects with a delta: {fetched:?}"
     );
-    keel_testbed::report!("ostree_repo: update pull said: {}", out.trim());
+    let sent: u64 = reqs.iter().map(|r| r.bytes).sum();
+    keel_testbed::report!(
+        "ostree_repo: update pull said: {} (server sent {sent} bytes)",
+        out.trim()
+    );
     assert_eq!(
         node.ostree(&["rev-parse", &format!("keel:{refname}")])
             .expect("rev")

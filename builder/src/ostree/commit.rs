@@ -45,6 +45,8 @@ pub struct CommitReport {
     pub version: String,
     pub arch: String,
     pub uki_path: String,
+    /// The UKI's file name on the release's ESP (it holds the root hash).
+    pub uki_esp_name: String,
     pub verity_roothash: Option<String>,
     /// The ref's head already was this release: nothing was written.
     pub unchanged: bool,
@@ -141,6 +143,7 @@ pub fn commit_release(
         version: m.image.version.clone(),
         arch: opened.arch.to_string(),
         uki_path: String::new(),
+        uki_esp_name: String::new(),
         verity_roothash: m.verity_roothash.clone(),
         unchanged: false,
         seconds: 0.0,
@@ -151,6 +154,7 @@ pub fn commit_release(
             report.commit = head.clone();
             report.parent = ostree::commit_get_parent(&c).map(|s| s.to_string());
             report.uki_path = super::commit_meta(&c, meta::UKI_PATH).unwrap_or_default();
+            report.uki_esp_name = super::commit_meta(&c, meta::UKI_ESP_NAME).unwrap_or_default();
             report.unchanged = true;
             report.seconds = started.elapsed().as_secs_f64();
             return Ok(report);
@@ -163,7 +167,21 @@ pub fn commit_release(
     let Some(uki_rel) = ukis.first() else {
         bail!("the image's ESP has no UKI under /EFI/Linux with the release's UKI digest {}: the raw image and the .efi artifact disagree", v.uki_sha256);
     };
-    report.uki_path = format!("/boot{uki_rel}");
+    // The ESP's UKI file name carries the verity root hash, so it changes
+    // with every release; under a fixed name libostree sees one modified
+    // file and bsdiffs it (a few KiB) instead of sending a new 50 MB file.
+    let esp_name = uki_rel.rsplit('/').next().unwrap_or_default().to_string();
+    let fixed = format!("/EFI/Linux/{}.efi", m.image.name);
+    if *uki_rel != fixed {
+        let dest = opened.esp.join(fixed.trim_start_matches('/'));
+        if dest.exists() {
+            bail!("the ESP has both {uki_rel} and {fixed}: which UKI boots is ambiguous");
+        }
+        std::fs::rename(opened.esp.join(uki_rel.trim_start_matches('/')), &dest)
+            .context("renaming the UKI in the ESP copy")?;
+    }
+    report.uki_path = format!("/boot{fixed}");
+    report.uki_esp_name = esp_name;
     for d in ["boot", "efi"] {
         let p = opened.root.join(d);
         if p.is_dir() && std::fs::read_dir(&p)?.next().is_some() {
@@ -245,6 +263,7 @@ fn metadata(v: &Verified, manifest_sha: &str, r: &CommitReport) -> anyhow::Resul
         put(meta::VERITY_ROOTHASH, h);
     }
     put(meta::UKI_PATH, &r.uki_path);
+    put(meta::UKI_ESP_NAME, &r.uki_esp_name);
     put(meta::UKI_SHA256, &v.uki_sha256);
     put(meta::MANIFEST_SHA256, manifest_sha);
     put(meta::MANIFEST, &v.manifest_text);

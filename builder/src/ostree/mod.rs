@@ -53,6 +53,10 @@ pub mod meta {
     pub const VERITY_ROOTHASH: &str = "keel.verity-roothash";
     /// Path of the UKI inside the commit (`/boot/EFI/Linux/...`).
     pub const UKI_PATH: &str = "keel.uki-path";
+    /// The UKI's file name on the release's ESP (holds the root hash); in
+    /// the commit it is `/boot/EFI/Linux/<image>.efi`, a name stable across
+    /// releases so deltas patch it.
+    pub const UKI_ESP_NAME: &str = "keel.uki-esp-name";
     pub const UKI_SHA256: &str = "keel.uki-sha256";
     pub const MANIFEST_SHA256: &str = "keel.manifest-sha256";
     /// `manifest.json`, byte for byte as signed.

@@ -39,7 +39,9 @@ pub struct Delta {
     /// `None`: from scratch.
     pub from: Option<String>,
     pub to: String,
-    /// Bytes on disk (superblock and parts): what a pull downloads.
+    /// What a pull through it downloads: superblock, parts, and the
+    /// "fallback" objects the delta leaves to be fetched loose (large new
+    /// files libostree does not put into parts).
     pub size: u64,
     /// Made by this run (else it existed).
     pub generated: bool,
@@ -86,6 +88,43 @@ fn dir_size(dir: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// Stored bytes of the objects a delta leaves to be fetched loose (its
+/// superblock's fallback list, `a(yaytt)`, the superblock's last member).
+fn fallback_size(repo: &ostree::Repo, from: Option<&str>, to: &str) -> anyhow::Result<u64> {
+    let path = delta_dir(&repo_path(repo)?, from, to)?.join("superblock");
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let ty = glib::VariantTy::new("(a{sv}tayay(a{sv}aya(say)sstayay)aya(uayttay)a(yaytt))")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sb = glib::Variant::from_bytes_with_type(&glib::Bytes::from_owned(bytes), ty);
+    let fallbacks = sb.child_value(sb.n_children() - 1);
+    let mut total = 0;
+    for i in 0..fallbacks.n_children() {
+        let f = fallbacks.child_value(i);
+        let objtype = f.child_value(0).get::<u8>().unwrap_or(0);
+        let checksum = hex::encode(f.child_value(1).data());
+        let objtype = match objtype {
+            1 => ostree::ObjectType::File,
+            2 => ostree::ObjectType::DirTree,
+            3 => ostree::ObjectType::DirMeta,
+            4 => ostree::ObjectType::Commit,
+            other => anyhow::bail!(
+                "fallback object of unknown type {other} in {}",
+                path.display()
+            ),
+        };
+        total += repo
+            .query_object_storage_size(objtype, &checksum, gio::Cancellable::NONE)
+            .with_context(|| format!("size of fallback object {checksum}"))?;
+    }
+    Ok(total)
+}
+
+fn repo_path(repo: &ostree::Repo) -> anyhow::Result<PathBuf> {
+    repo.path()
+        .path()
+        .context("the repository has no local path")
 }
 
 /// The delta names (`FROM-TO` or `TO`) the repository has.
@@ -135,7 +174,8 @@ pub fn publish(
             if generated {
                 generate(&repo, from.as_deref(), head, refname)?;
             }
-            let size = dir_size(&delta_dir(repo_dir, from.as_deref(), head)?);
+            let size = dir_size(&delta_dir(repo_dir, from.as_deref(), head)?)
+                + fallback_size(&repo, from.as_deref(), head)?;
             deltas.push(Delta {
                 refname: refname.clone(),
                 from,

@@ -16,11 +16,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// One request the server answered: path and status.
+/// One request the server answered: path, status, body bytes sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub path: String,
     pub status: u16,
+    pub bytes: u64,
 }
 
 /// A running HTTPS static file server on 127.0.0.1; stops on drop.
@@ -174,6 +175,11 @@ fn serve(
             l.push(Request {
                 path: path.clone(),
                 status,
+                bytes: if method == "HEAD" {
+                    0
+                } else {
+                    body.as_ref().map_or(0, |b| b.len() as u64)
+                },
             });
         }
         let body = body.unwrap_or_default();
