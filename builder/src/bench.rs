@@ -25,6 +25,7 @@ fn keel_build(image_dir: &Path, out: &Path, cache: &Path, force: bool) -> anyhow
         // A benchmark measures the build, not the day's archive: a stale
         // lock is re-resolved rather than failing the run.
         relock: true,
+        ostree_repo: None,
     })?;
     Ok(t.elapsed().as_secs_f64())
 }

@@ -62,6 +62,11 @@ pub enum Commands {
     Flash(crate::flash::FlashArgs),
     /// Make a node's first-boot seed (cloud-init NoCloud, ISO or FAT, label cidata).
     Seed(crate::seed::SeedArgs),
+    /// The OSTree release repository: init, commit a signed release, log, key.
+    #[command(subcommand)]
+    Repo(crate::ostree::cli::RepoCommand),
+    /// Make a release repository ready to serve: static deltas, signed summary.
+    Publish(crate::ostree::cli::PublishArgs),
 }
 
 /// Options of `keel build`.
@@ -105,6 +110,10 @@ pub struct BuildArgs {
     /// instead of failing. For demos and tests; a release build stays strict.
     #[arg(long)]
     pub relock: bool,
+    /// After the build, commit the signed release to this OSTree repository
+    /// (created if missing), signed with ostree-gpg.key beside --sign-key.
+    #[arg(long, requires = "sign_key")]
+    pub ostree_repo: Option<PathBuf>,
 }
 
 /// Options of `keel lock`.
@@ -182,6 +191,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Commands::Sbom(args) => crate::sbom::cli::run_sbom(args),
         Commands::Flash(args) => crate::flash::run(args),
         Commands::Seed(args) => crate::seed::run(args),
+        Commands::Repo(cmd) => crate::ostree::cli::run_repo(cmd),
+        Commands::Publish(args) => crate::ostree::cli::run_publish(args),
     }
 }
 

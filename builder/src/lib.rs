@@ -14,6 +14,7 @@ pub mod fsutil;
 pub mod hooks;
 pub mod lock;
 pub mod logging;
+pub mod ostree;
 pub mod pool;
 pub mod record;
 pub mod release;

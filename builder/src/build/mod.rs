@@ -48,6 +48,9 @@ pub struct BuildSummary {
     /// Locked packages taken from the package pool (the archive lacked them).
     pub from_pool: usize,
     pub seconds: f64,
+    /// The release's OSTree commit (`--ostree-repo`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ostree_commit: Option<crate::ostree::commit::CommitReport>,
 }
 
 /// Runs `keel build`.
@@ -60,7 +63,17 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
     if args.check_reproducible {
         return repro::check(&args);
     }
-    let summary = build(&args)?;
+    let mut summary = build(&args)?;
+    if let (Some(repo), Some(key)) = (&args.ostree_repo, &args.sign_key) {
+        let r = crate::ostree::cli::commit_after_build(
+            repo,
+            &summary.out_dir,
+            key,
+            args.sign_key_password_file.as_deref(),
+        )
+        .with_context(|| format!("committing the release to {}", repo.display()))?;
+        summary.ostree_commit = Some(r);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if summary.skipped {
@@ -83,6 +96,9 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         if let Some(h) = &summary.verity_roothash {
             println!("  verity root hash {h}");
         }
+    }
+    if let (Some(r), false) = (&summary.ostree_commit, args.json) {
+        crate::ostree::cli::print_commit(r, false)?;
     }
     Ok(())
 }
@@ -159,6 +175,7 @@ pub fn build(args: &BuildArgs) -> anyhow::Result<BuildSummary> {
         relocked: plan.as_ref().is_some_and(|p| p.relocked.is_some()),
         from_pool: plan.as_ref().map_or(0, |p| p.from_pool.len()),
         seconds: started.elapsed().as_secs_f64(),
+        ostree_commit: None,
     })
 }
 
@@ -233,6 +250,7 @@ fn up_to_date(
         relocked,
         from_pool: 0,
         seconds: started.elapsed().as_secs_f64(),
+        ostree_commit: None,
     }))
 }
 

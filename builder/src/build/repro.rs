@@ -175,6 +175,7 @@ pub fn check(args: &BuildArgs) -> anyhow::Result<()> {
             keep_work: false,
             pool: args.pool.clone(),
             relock: args.relock,
+            ostree_repo: None,
         };
         let s = super::build(&a).with_context(|| format!("reproducibility build {round}"))?;
         results.push(s);

@@ -12,7 +12,8 @@ use crate::exit::Error::Verification;
 /// `keel key ...`
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
-    /// Write a cosign-compatible encrypted ECDSA P-256 key pair: PREFIX.key and PREFIX.pub.
+    /// Write a cosign-compatible encrypted ECDSA P-256 key pair: PREFIX.key and PREFIX.pub,
+    /// and beside them the OSTree release repository's key: ostree-gpg.key and ostree-gpg.pub.
     /// The password comes from KEEL_KEY_PASSWORD or --password-file, never the command line.
     Generate(KeyGenerateArgs),
 }
@@ -62,6 +63,15 @@ pub fn run_key(cmd: KeyCommand) -> anyhow::Result<()> {
             if pw.is_empty() {
                 bail!("refusing an empty key password");
             }
+            let (ostree_key, ostree_pub) = crate::ostree::keys::beside(&a.out);
+            for p in [&ostree_key, &ostree_pub] {
+                if p.exists() {
+                    bail!(
+                        "{} exists already; refusing to overwrite a key",
+                        p.display()
+                    );
+                }
+            }
             let (key, public) = super::sign::generate_key_pair(&a.out, &pw)?;
             println!(
                 "private key: {} (encrypted, keep it in your CI secret store)",
@@ -71,6 +81,14 @@ pub fn run_key(cmd: KeyCommand) -> anyhow::Result<()> {
                 "public key:  {} (publish it; nodes and `keel verify` use it)",
                 public.display()
             );
+            // The release repository's key goes beside it (see crate::ostree::keys).
+            let fpr = crate::ostree::keys::generate(
+                &ostree_key,
+                &ostree_pub,
+                crate::ostree::keys::DEFAULT_UID,
+                &pw,
+            )?;
+            crate::ostree::cli::print_key_lines(&ostree_key, &ostree_pub, &fpr);
             Ok(())
         }
     }

@@ -1,5 +1,5 @@
 //! Real services on loopback for tests (swtpm, PostgreSQL, pebble, a Git server,
-//! Ceph), started as child processes tracked by PID and stopped on drop.
+//! Ceph, a static HTTPS file server), started as child processes tracked by PID and stopped on drop.
 //! Ceph, pebble and the Git server can instead bind the bridge address of a
 //! private network namespace ([`netns`]), where a QEMU guest reaches them.
 //!
@@ -17,6 +17,7 @@ pub mod pebble;
 pub mod postgres;
 mod proc;
 pub mod prometheus;
+pub mod static_http;
 pub mod swtpm;
 pub mod tls;
 
@@ -28,6 +29,7 @@ pub use pebble::{Pebble, PebbleOptions};
 pub use postgres::Postgres;
 pub use proc::{free_port, free_port_on, free_port_pair, wait_for_tcp, Daemon};
 pub use prometheus::{promtool_check, Prometheus};
+pub use static_http::StaticServer;
 pub use swtpm::{EkType, Swtpm};
 pub use tls::TestCa;
 
