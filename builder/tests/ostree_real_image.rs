@@ -77,7 +77,7 @@ fn signed_copy(out: &Path, dest: &Path, keys: &Keys) {
             std::fs::copy(out.join(n), dest.join(n)).expect("copy artifact");
         }
     }
-    keel_builder::supply::release::sign_dir(dest, &keys.cosign_key, PASSWORD.as_bytes())
+    keel_builder::release::sign_dir(dest, &keys.cosign_key, PASSWORD.as_bytes())
         .expect("sign release");
 }
 

@@ -136,7 +136,7 @@ pub fn run_repo(cmd: RepoCommand) -> anyhow::Result<()> {
         RepoCommand::Commit(a) => run_commit(a),
         RepoCommand::Log(a) => run_log(a),
         RepoCommand::Key(KeyCommand::Generate(a)) => {
-            let pw = crate::supply::sign::password(a.password_file.as_deref())?;
+            let pw = crate::release::sign::password(a.password_file.as_deref())?;
             std::fs::create_dir_all(&a.out)
                 .with_context(|| format!("creating {}", a.out.display()))?;
             let (key, public) = (a.out.join(keys::KEY_FILE), a.out.join(keys::PUB_FILE));
@@ -163,7 +163,7 @@ pub fn print_key_lines(key: &Path, public: &Path, fingerprint: &str) {
 /// file, else env KEEL_KEY_PASSWORD.
 pub fn password(file: Option<&Path>) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
     let env_file = std::env::var_os("KEEL_KEY_PASSWORD_FILE").map(PathBuf::from);
-    crate::supply::sign::password(file.or(env_file.as_deref()))
+    crate::release::sign::password(file.or(env_file.as_deref()))
 }
 
 fn run_commit(a: CommitArgs) -> anyhow::Result<()> {

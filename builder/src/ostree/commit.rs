@@ -21,7 +21,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use super::{extract, keys::Signer, meta};
-use crate::supply::release::MANIFEST_FILE;
+use crate::release::MANIFEST_FILE;
 
 /// What `keel repo commit` needs besides the two directories.
 #[derive(Debug)]
@@ -64,7 +64,7 @@ struct Verified {
 
 /// Verifies the release in `dir` and keeps the verified bytes.
 fn verify_release(dir: &Path, cosign_pub: &Path) -> anyhow::Result<Verified> {
-    let report = crate::supply::verify::verify_dir(dir, cosign_pub)
+    let report = crate::release::verify::verify_dir(dir, cosign_pub)
         .with_context(|| format!("verifying the release in {}", dir.display()))?;
     if let Some(f) = report.failure {
         bail!(
@@ -80,8 +80,8 @@ fn verify_release(dir: &Path, cosign_pub: &Path) -> anyhow::Result<Verified> {
         .context("reading manifest.json.sig")?;
     // The bytes committed are the bytes whose signature is checked here.
     let digest: [u8; 32] = Sha256::digest(&bytes).into();
-    let key = crate::supply::sign::load_public_key(cosign_pub)?;
-    crate::supply::sign::verify_digest(&key, &digest, sig.trim())
+    let key = crate::release::sign::load_public_key(cosign_pub)?;
+    crate::release::sign::verify_digest(&key, &digest, sig.trim())
         .context("manifest.json changed after it was verified")?;
     let text = String::from_utf8(bytes).context("manifest.json is not UTF-8")?;
     let manifest = keel_manifest::parse(&text).context("parsing manifest.json")?;
@@ -99,7 +99,7 @@ fn verify_release(dir: &Path, cosign_pub: &Path) -> anyhow::Result<Verified> {
         .context("the release has no UKI (.efi): a node could not boot it")?;
     let mut raw = std::fs::File::open(dir.join(&raw_a.name))
         .with_context(|| format!("opening {}", raw_a.name))?;
-    let (d, _) = crate::supply::sign::sha256_reader(&mut raw)
+    let (d, _) = crate::release::sign::sha256_reader(&mut raw)
         .with_context(|| format!("reading {}", raw_a.name))?;
     if hex::encode(d) != raw_a.sha256 {
         bail!("{} changed after it was verified", raw_a.name);

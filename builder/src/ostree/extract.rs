@@ -20,7 +20,7 @@ use std::process::Command;
 use anyhow::{bail, Context as _};
 use keel_cmd::CommandRunExt as _;
 
-use crate::supply::image::{self, types, Partition};
+use crate::release::image::{self, types, Partition};
 
 /// A release image opened for committing: its root tree mounted, its ESP copied.
 pub struct Opened {

@@ -56,7 +56,7 @@ fn keys_beside_the_cosign_key() {
 
 #[test]
 fn the_root_partition_type_names_the_architecture() {
-    use crate::supply::image::{types, Partition};
+    use crate::release::image::{types, Partition};
     let p = |t: &str| Partition {
         type_guid: t.to_string(),
         label: String::new(),

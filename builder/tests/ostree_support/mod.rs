@@ -43,7 +43,7 @@ pub struct Keys {
 impl Keys {
     pub fn new() -> Keys {
         let dir = tempfile::tempdir().expect("tmp");
-        let (cosign_key, cosign_pub) = keel_builder::supply::sign::generate_key_pair(
+        let (cosign_key, cosign_pub) = keel_builder::release::sign::generate_key_pair(
             &dir.path().join("cosign"),
             PASSWORD.as_bytes(),
         )
@@ -155,7 +155,7 @@ pub fn make_release(tree: &Path, out: &Path, version: &str, cosign_key: &Path) {
         .and_then(|a| a.iter().find_map(|p| p["roothash"].as_str()))
         .map(str::to_string);
     std::fs::copy(tree.join("boot/EFI/Linux/synth.efi"), out.join("synth.efi")).expect("uki");
-    let ctx = keel_builder::supply::ReleaseContext {
+    let ctx = keel_builder::release::ReleaseContext {
         out_dir: out.to_path_buf(),
         image_name: "synth".into(),
         image_version: version.into(),
@@ -168,7 +168,7 @@ pub fn make_release(tree: &Path, out: &Path, version: &str, cosign_key: &Path) {
         verity_roothash: roothash,
         sign_key: Some(cosign_key.to_path_buf()),
     };
-    keel_builder::supply::after_build_with_password(&ctx, PASSWORD.as_bytes())
+    keel_builder::release::after_build_with_password(&ctx, PASSWORD.as_bytes())
         .expect("sign release");
 }
 
