@@ -12,7 +12,6 @@ pub mod flash;
 pub mod fsutil;
 pub mod hooks;
 pub mod lock;
-pub mod logging;
 pub mod pool;
 pub mod record;
 pub mod render;

@@ -198,11 +198,10 @@ fn keel_exe() -> anyhow::Result<PathBuf> {
         return Ok(exe);
     }
     let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
-    let path = std::env::var_os("PATH").unwrap_or_default();
     [dir.join("keel"), dir.join("../keel")]
         .into_iter()
-        .chain(std::env::split_paths(&path).map(|d| d.join("keel")))
         .find(|p| p.is_file())
+        .or_else(|| keel_cmd::which("keel"))
         .with_context(|| {
             format!(
                 "the build calls back into the `keel` binary, which is neither running nor beside {}: build it (`cargo build -p keel-builder`) or set KEEL_EXE",
@@ -263,15 +262,9 @@ const MKOSI_PACKAGE: &str = "/usr/lib/python3/dist-packages/mkosi/__init__.py";
 fn tool_identities() -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
     v.insert("keel".to_string(), env!("CARGO_PKG_VERSION").to_string());
-    let path = std::env::var_os("PATH").unwrap_or_default();
     let mut files: Vec<(String, PathBuf)> = TOOL_FILES
         .iter()
-        .filter_map(|t| {
-            std::env::split_paths(&path)
-                .map(|d| d.join(t))
-                .find(|p| p.is_file())
-                .map(|p| (t.to_string(), p))
-        })
+        .filter_map(|t| keel_cmd::which(t).map(|p| (t.to_string(), p)))
         .collect();
     files.push(("mkosi-python".into(), PathBuf::from(MKOSI_PACKAGE)));
     for (name, p) in files {

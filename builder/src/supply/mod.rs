@@ -110,7 +110,9 @@ pub fn finalize_tree_at(ctx: &TreeContext, source_date_epoch: Option<i64>) -> an
         for (name, doc) in &docs {
             let mut text = serde_json::to_string_pretty(doc).context("serialising SBOM")?;
             text.push('\n');
-            write_atomic(&dir.join(name), text.as_bytes())?;
+            let path = dir.join(name);
+            keel_cmd::fs::write_atomic(&path, text.as_bytes(), 0o644)
+                .with_context(|| format!("writing {}", path.display()))?;
         }
     }
     Ok(())
@@ -218,24 +220,9 @@ pub fn after_build_with_password(ctx: &ReleaseContext, password: &[u8]) -> anyho
 fn write_manifest(ctx: &ReleaseContext) -> anyhow::Result<()> {
     let manifest = release::build_manifest(ctx).context("building release manifest")?;
     let path = ctx.out_dir.join(release::MANIFEST_FILE);
-    write_atomic(&path, manifest.to_json().as_bytes())?;
-    tracing::info!(path = %path.display(), artifacts = manifest.artifacts.len(), "wrote release manifest");
-    Ok(())
-}
-
-/// Atomic write: temp file in the same directory, sync, rename.
-pub fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating temp file in {}", dir.display()))?;
-    tmp.write_all(data)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
+    keel_cmd::fs::write_atomic(&path, manifest.to_json().as_bytes(), 0o644)
         .with_context(|| format!("writing {}", path.display()))?;
-    // Keep files world-readable like a normal write (NamedTempFile is 0600).
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))?;
+    tracing::info!(path = %path.display(), artifacts = manifest.artifacts.len(), "wrote release manifest");
     Ok(())
 }
 

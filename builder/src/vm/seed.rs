@@ -118,7 +118,7 @@ mod tests {
 
     #[test]
     fn seed_dir_becomes_a_cidata_iso() {
-        if super::super::find_program("cloud-localds").is_none() {
+        if keel_cmd::which("cloud-localds").is_none() {
             keel_testbed::report_skip(format_args!(
                 "seed_dir_becomes_a_cidata_iso: cloud-localds not installed"
             ));
