@@ -20,9 +20,9 @@ use keel_attest::client::{ClientError, EnrollClient};
 use keel_attest::node::{self, AkAlg, EkAlg, NodeIdentityInput, NodeTpm};
 use keel_attest::protocol::{Decision, JoinMaterial, NodeClaims, ReleaseRef, StartResponse};
 
-use crate::fsutil::atomic_write;
 use crate::machine::{Ctx, Step, StepError};
 use crate::seed::KeelConfig;
+use keel_cmd::fs::write_atomic;
 
 /// Files the step keeps in the state dir.
 pub mod files {
@@ -154,12 +154,12 @@ fn decision(ctx: &Ctx, d: Decision, _key_pem: &str) -> Result<(), StepError> {
     match d {
         Decision::Admitted { node_id, join } => {
             let cert = ctx.state_dir.file(files::NODE_CERT);
-            atomic_write(&cert, join.identity.cert_chain_pem.as_bytes(), 0o644)
+            write_atomic(&cert, join.identity.cert_chain_pem.as_bytes(), 0o644)
                 .with_context(|| format!("writing {}", cert.display()))?;
             let json = serde_json::to_vec_pretty(&join).context("encoding join material")?;
             // Written last: its presence means "enrolled" (see the module docs).
             let p = ctx.state_dir.file(files::JOIN);
-            atomic_write(&p, &json, 0o600).with_context(|| format!("writing {}", p.display()))?;
+            write_atomic(&p, &json, 0o600).with_context(|| format!("writing {}", p.display()))?;
             ctx.progress.status(&format!("enrolled as node {node_id}"));
             Ok(())
         }
@@ -199,7 +199,7 @@ fn identity(ctx: &Ctx) -> Result<(String, Vec<u8>)> {
         }
         Err(_) => {
             let k = rcgen::KeyPair::generate().context("generating the node identity key")?;
-            atomic_write(&path, k.serialize_pem().as_bytes(), 0o600)
+            write_atomic(&path, k.serialize_pem().as_bytes(), 0o600)
                 .with_context(|| format!("writing {}", path.display()))?;
             k
         }

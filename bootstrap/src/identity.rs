@@ -18,7 +18,7 @@ use keel_attest::client::{EnrollClient, RenewRequest};
 use keel_attest::protocol::B64;
 
 use crate::enroll::files;
-use crate::fsutil::atomic_write;
+use keel_cmd::fs::write_atomic;
 
 /// The node's identity, loaded from the state directory.
 pub struct Identity {
@@ -193,7 +193,7 @@ pub async fn renew_if_due(state_dir: &Path, now: i64) -> Result<Renewal> {
         new.node_id,
         id.node_id
     );
-    atomic_write(&id.cert_path, pem.as_bytes(), 0o644)
+    write_atomic(&id.cert_path, pem.as_bytes(), 0o644)
         .with_context(|| format!("writing {}", id.cert_path.display()))?;
     tracing::info!(
         old = %id.serial,

@@ -12,7 +12,6 @@ pub mod enroll;
 pub mod fsutil;
 pub mod gitops;
 pub mod identity;
-pub mod logging;
 pub mod machine;
 pub mod progress;
 pub mod run;

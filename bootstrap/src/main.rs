@@ -2,12 +2,16 @@
 //! CLI, call the library, print the error chain, pick the exit code.
 
 use clap::Parser;
-use keel_bootstrap::{cli, logging, run};
+use keel_bootstrap::{cli, run};
 
 fn main() {
     #[cfg(feature = "failpoints")]
     let _scenario = fail::FailScenario::setup();
-    logging::init();
+    // Under systemd the journal, else stderr.
+    keel_cmd::logging::init(&keel_cmd::logging::Options {
+        journald: Some("keel-bootstrap"),
+        ..Default::default()
+    });
     let cli = cli::Cli::parse();
     let code = match run::main(cli) {
         Ok(()) => 0,

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::atomic_write;
+use keel_cmd::fs::write_atomic;
 
 /// Where first boot stands. Ordered: a later variant means more done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,9 +221,9 @@ impl StateDir {
             source,
         };
         let json = serde_json::to_vec_pretty(&p).map_err(|e| io(std::io::Error::other(e)))?;
-        atomic_write(&path, &json, 0o600).map_err(io)?;
+        write_atomic(&path, &json, 0o600).map_err(io)?;
         if p.state == State::Done {
-            atomic_write(&self.done_marker(), b"", 0o644).map_err(io)?;
+            write_atomic(&self.done_marker(), b"", 0o644).map_err(io)?;
         }
         Ok(())
     }

@@ -11,8 +11,8 @@ use anyhow::{Context, Result};
 
 use crate::ceph::{self, CephMaterial, CephPaths, CephState, Launch};
 use crate::enroll::{files, load_join};
-use crate::fsutil::atomic_write;
 use crate::machine::{Ctx, Step, StepError};
+use keel_cmd::fs::write_atomic;
 
 /// Name of the ACME config the `renew` timer reads.
 pub const ACME_CONFIG: &str = "acme.json";
@@ -96,7 +96,7 @@ pub struct AcmeStep {
 
 fn write_pem(ctx: &Ctx, name: &str, pem: &str, mode: u32) -> Result<PathBuf> {
     let p = ctx.state_dir.file(name);
-    atomic_write(&p, pem.as_bytes(), mode).with_context(|| format!("writing {}", p.display()))?;
+    write_atomic(&p, pem.as_bytes(), mode).with_context(|| format!("writing {}", p.display()))?;
     Ok(p)
 }
 
@@ -131,7 +131,7 @@ impl AcmeStep {
         let text = serde_json::to_string_pretty(&v).context("encoding ACME config")?;
         let cfg =
             crate::acme::AcmeConfig::parse(&text).context("ACME config from join material")?;
-        atomic_write(&ctx.state_dir.file(ACME_CONFIG), text.as_bytes(), 0o600)
+        write_atomic(&ctx.state_dir.file(ACME_CONFIG), text.as_bytes(), 0o600)
             .context("saving acme.json")?;
         Ok(cfg)
     }
@@ -204,7 +204,7 @@ impl GitopsStep {
         let text = serde_json::to_string_pretty(&v).context("encoding sync config")?;
         let cfg =
             crate::gitops::SyncConfig::parse(&text).context("sync config from join material")?;
-        atomic_write(&ctx.state_dir.file(SYNC_CONFIG), text.as_bytes(), 0o600)
+        write_atomic(&ctx.state_dir.file(SYNC_CONFIG), text.as_bytes(), 0o600)
             .context("saving sync.json")?;
         Ok(cfg)
     }
@@ -246,7 +246,7 @@ fn save_report_config(ctx: &Ctx) -> Result<()> {
         anyhow::bail!("the seed names no enroll-url/enroll-ca");
     };
     let v = serde_json::json!({"enroll-url": url, "enroll-ca": ca});
-    atomic_write(
+    write_atomic(
         &ctx.state_dir.file(REPORT_CONFIG),
         serde_json::to_string_pretty(&v)?.as_bytes(),
         0o644,

@@ -13,10 +13,7 @@ fn bin() -> &'static str {
 }
 
 fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .run()
-        .is_ok()
+    keel_cmd::which(tool).is_some()
 }
 
 fn ca_pem() -> String {

@@ -10,10 +10,7 @@ const USER: &str = "#cloud-config\nhostname: node7\nkeel:\n  enroll-url: https:/
 const NET: &str = "version: 2\nethernets:\n  eth0:\n    dhcp4: true\n";
 
 fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .run()
-        .is_ok()
+    keel_cmd::which(tool).is_some()
 }
 
 fn make(dir: &Path, fs: &str) -> std::path::PathBuf {

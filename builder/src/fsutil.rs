@@ -1,26 +1,8 @@
-//! Small file helpers: atomic writes (survive a power cut) and hashing.
-use std::io::{Read, Write};
+//! Hashing files and trees. (Atomic writes: `keel_cmd::fs`.)
+use std::io::Read;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
-
-/// Writes `data` to `path` via a temp file in the same directory, `sync_all`, rename.
-pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(data)?;
-    // NamedTempFile creates 0600; these are ordinary readable files.
-    std::fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o644),
-    )?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
 
 /// sha256 of a file, hex.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
@@ -86,12 +68,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn atomic_write_replaces_and_tree_hash_sees_changes() {
+    fn tree_hash_sees_changes() {
         let d = tempfile::tempdir().expect("tmp");
         let f = d.path().join("a");
-        write_atomic(&f, b"one").expect("write");
-        write_atomic(&f, b"two").expect("rewrite");
-        assert_eq!(std::fs::read(&f).expect("read"), b"two");
+        std::fs::write(&f, b"two").expect("write");
         let h1 = sha256_tree(d.path()).expect("hash");
         std::fs::write(&f, b"three").expect("write");
         assert_ne!(h1, sha256_tree(d.path()).expect("hash"));

@@ -13,7 +13,6 @@ pub mod flash;
 pub mod fsutil;
 pub mod hooks;
 pub mod lock;
-pub mod logging;
 pub mod ostree;
 pub mod pool;
 pub mod record;

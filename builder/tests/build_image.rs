@@ -188,11 +188,7 @@ fn bad_definition_error_names_file_and_key() {
 #[test]
 fn lock_resolves_dependencies_and_names_missing_versions() {
     use keel_builder::lock::{apt::PrivateApt, Lock, LockedPackage};
-    if Command::new("sh")
-        .args(["-c", "command -v apt-get"])
-        .run()
-        .is_err()
-    {
+    if keel_cmd::which("apt-get").is_none() {
         keel_testbed::report_skip(format_args!(
             "lock_resolves_dependencies_and_names_missing_versions: no apt-get"
         ));

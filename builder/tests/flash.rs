@@ -238,11 +238,7 @@ fn flash_on_a_terminal(release: &Path, dev: &Path, key: &Path, answer: &str) -> 
 #[test]
 fn flash_asks_for_the_disk_name_on_a_terminal() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    if Command::new("sh")
-        .args(["-c", "command -v script"])
-        .run()
-        .is_err()
-    {
+    if keel_cmd::which("script").is_none() {
         keel_testbed::report_skip(format_args!(
             "flash_asks_for_the_disk_name_on_a_terminal: script (util-linux) is not installed"
         ));

@@ -18,10 +18,7 @@ fn bootstrap() -> Option<PathBuf> {
 }
 
 fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .run()
-        .is_ok()
+    keel_cmd::which(tool).is_some()
 }
 
 /// Skips (with the reason) unless the tools and keel-bootstrap are there.

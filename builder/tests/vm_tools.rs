@@ -8,14 +8,14 @@ use std::process::Command;
 use keel_builder::vm::options::{ImageFormat, VmOptions};
 use keel_builder::vm::qemu::QEMU;
 use keel_builder::vm::swtpm::Swtpm;
-use keel_builder::vm::{accel, disk, find_program, seed};
+use keel_builder::vm::{accel, disk, seed};
 use keel_cmd::CommandRunExt as _;
 
 const GIB: u64 = 1 << 30;
 
 /// Prints a skip line for `test` and returns true when `program` is missing.
 fn skip_without(test: &str, program: &str) -> bool {
-    if find_program(program).is_some() {
+    if keel_cmd::which(program).is_some() {
         return false;
     }
     keel_testbed::report_skip(format_args!("{test}: {program} not installed"));

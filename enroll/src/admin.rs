@@ -447,7 +447,8 @@ impl Admin {
         };
         let path = audit::export_path(out, day);
         let json = serde_json::to_vec_pretty(&doc)?;
-        audit::write_atomic(&path, &json).with_context(|| format!("writing {}", path.display()))?;
+        keel_cmd::fs::write_atomic(&path, &json, 0o600)
+            .with_context(|| format!("writing {}", path.display()))?;
         crate::audit_sign::sign_file(&self.audit_key, &path)?;
         Ok(path)
     }

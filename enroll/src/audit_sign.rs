@@ -313,7 +313,7 @@ pub fn sig_path(file: &Path) -> PathBuf {
 pub fn sign_file(key: &AuditKey, file: &Path) -> Result<PathBuf, SignError> {
     let bytes = std::fs::read(file).map_err(io_err(file))?;
     let sig = sig_path(file);
-    crate::audit::write_atomic(&sig, key.sign(&bytes).as_bytes()).map_err(io_err(&sig))?;
+    keel_cmd::fs::write_atomic(&sig, key.sign(&bytes).as_bytes(), 0o600).map_err(io_err(&sig))?;
     Ok(sig)
 }
 

@@ -72,10 +72,7 @@ pub fn write(out: &Path, names: &[String]) -> anyhow::Result<()> {
         if secret {
             crate::secfile::write_private(&p, text.as_bytes())
         } else {
-            crate::audit::write_atomic(&p, text.as_bytes()).and_then(|()| {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644))
-            })
+            keel_cmd::fs::write_atomic(&p, text.as_bytes(), 0o644)
         }
         .with_context(|| format!("writing {}", p.display()))
     };

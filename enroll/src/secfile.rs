@@ -75,8 +75,7 @@ pub fn create_private_if_missing(what: &'static str, path: &Path) -> Result<(), 
 /// Writes `bytes` to `path` atomically with mode 0600 (the temp file is 0600
 /// from its creation, so the secret is never readable by others, not even briefly).
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    crate::audit::write_atomic(path, bytes)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    keel_cmd::fs::write_atomic(path, bytes, 0o600)
 }
 
 /// The secret files of a configuration that exist outside the database:

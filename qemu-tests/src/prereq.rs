@@ -21,7 +21,7 @@ pub fn build_unavailable() -> Option<String> {
     if !nix::unistd::geteuid().is_root() {
         return Some("not root (mkosi needs root to build images)".into());
     }
-    if vm::find_program("mkosi").is_none() {
+    if keel_cmd::which("mkosi").is_none() {
         return Some(
             "mkosi not installed (./setup.sh installs mkosi 24 from bookworm-backports)".into(),
         );

@@ -24,10 +24,7 @@ fn keel(args: &[&str]) -> anyhow::Result<()> {
 }
 
 fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .run()
-        .is_ok()
+    keel_cmd::which(tool).is_some()
 }
 
 fn cosign_ok(pubkey: &Path, file: &Path) -> bool {

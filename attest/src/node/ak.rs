@@ -2,7 +2,6 @@
 //! public and private blobs are kept in a file so later boots load the same
 //! AK instead of making a new one.
 
-use std::io::Write as _;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -132,28 +131,13 @@ impl NodeTpm {
     }
 }
 
-/// Writes `data` to `path` so that a power cut leaves the old or the new file.
-pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), TpmError> {
-    let io = |what, source| TpmError::Io {
-        what,
+/// Writes `data` to `path` (0600) so that a power cut leaves the old or the new file.
+fn write_atomic(path: &Path, data: &[u8]) -> Result<(), TpmError> {
+    keel_cmd::fs::write_atomic(path, data, 0o600).map_err(|source| TpmError::Io {
+        what: "writing",
         path: path.to_path_buf(),
         source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| io("creating directory for", e))?;
-    let mut tmp =
-        tempfile::NamedTempFile::new_in(dir).map_err(|e| io("creating temp file for", e))?;
-    tmp.write_all(data).map_err(|e| io("writing", e))?;
-    tmp.as_file().sync_all().map_err(|e| io("syncing", e))?;
-    tmp.persist(path)
-        .map_err(|e| io("renaming into", e.error))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    })
 }
 
 /// Template change that drops `restricted` (test support).

@@ -11,8 +11,9 @@ use instant_acme::{
 use rcgen::{CertificateParams, DistinguishedName, KeyPair};
 
 use super::http01::Http01Responder;
-use super::store::{atomic_write, CertInfo, CertStore};
+use super::store::{CertInfo, CertStore};
 use super::{AcmeConfig, AcmeError};
+use keel_cmd::fs::write_atomic;
 
 /// How long to wait for the CA to validate and to issue.
 const ORDER_TIMEOUT: Duration = Duration::from_secs(90);
@@ -54,7 +55,7 @@ pub async fn ensure_account(cfg: &AcmeConfig, store: &CertStore) -> Result<Accou
         .create(&new, cfg.directory_url.clone(), eab.as_ref())
         .await?;
     let json = serde_json::to_vec_pretty(&creds)?;
-    atomic_write(&path, &json, 0o600).map_err(|e| AcmeError::io("writing", &path, e))?;
+    write_atomic(&path, &json, 0o600).map_err(|e| AcmeError::io("writing", &path, e))?;
     tracing::info!(account = account.id(), "created ACME account");
     Ok(account)
 }

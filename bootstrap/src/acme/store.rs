@@ -17,28 +17,6 @@ use std::path::{Path, PathBuf};
 
 use super::AcmeError;
 
-/// Atomic, power-cut-safe writes: the crate's one implementation.
-pub use crate::fsutil::atomic_write;
-
-/// Points the symlink `link` at `target` atomically (new link, rename over).
-pub fn swap_symlink(link: &Path, target: &Path) -> std::io::Result<()> {
-    let dir = link.parent().unwrap_or(Path::new("."));
-    let name = link
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.new-{}", std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(target, &tmp)?;
-    fs::rename(&tmp, link)?;
-    sync_dir(dir)
-}
-
-/// fsyncs a directory so a rename in it is durable.
-pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    fs::File::open(dir)?.sync_all()
-}
-
 /// Validity and identity of a certificate, read from its PEM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertInfo {
@@ -131,12 +109,12 @@ impl CertStore {
             ("fullchain.pem", fullchain_pem, 0o644),
         ] {
             let path = gen.join(name);
-            atomic_write(&path, data.as_bytes(), mode)
+            keel_cmd::fs::write_atomic(&path, data.as_bytes(), mode)
                 .map_err(|e| AcmeError::io("writing", &path, e))?;
         }
         let previous = fs::read_link(self.live()).ok();
         let target = Path::new("generations").join(&id);
-        swap_symlink(&self.live(), &target)
+        keel_cmd::fs::replace_symlink(&self.live(), &target)
             .map_err(|e| AcmeError::io("switching", &self.live(), e))?;
         self.prune(&target, previous.as_deref());
         Ok(info)
@@ -192,21 +170,5 @@ mod tests {
         let (leaf, chain) = split_chain(&format!("{a}\n"));
         assert_eq!(leaf, format!("{a}\n"));
         assert_eq!(chain, "");
-    }
-
-    #[test]
-    fn atomic_write_sets_mode_and_replaces() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let p = dir.path().join("k.pem");
-        atomic_write(&p, b"one", 0o600).expect("write");
-        atomic_write(&p, b"two", 0o600).expect("rewrite");
-        assert_eq!(fs::read(&p).expect("read"), b"two");
-        let mode = fs::metadata(&p).expect("stat").permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        assert_eq!(
-            fs::read_dir(dir.path()).expect("ls").count(),
-            1,
-            "no temp files left"
-        );
     }
 }

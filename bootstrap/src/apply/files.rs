@@ -7,9 +7,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::fsutil::{atomic_write, in_root};
+use crate::fsutil::in_root;
 use crate::seed::user_data::WriteFile;
 use crate::seed::SeedError;
+use keel_cmd::fs::write_atomic;
 
 /// Writes every entry under `root`.
 pub fn write_files(root: &Path, files: &[WriteFile]) -> Result<()> {
@@ -33,7 +34,7 @@ pub fn write_files(root: &Path, files: &[WriteFile]) -> Result<()> {
             old.append(&mut data);
             data = old;
         }
-        atomic_write(&path, &data, f.mode)
+        write_atomic(&path, &data, f.mode)
             .with_context(|| format!("writing {}", path.display()))?;
         std::os::unix::fs::chown(&path, Some(uid), gid)
             .or_else(|e| {

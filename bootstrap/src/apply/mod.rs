@@ -12,9 +12,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::fsutil::{atomic_write, in_root};
+use crate::fsutil::in_root;
 use crate::seed::user_data::Ntp;
 use crate::seed::Seed;
+use keel_cmd::fs::write_atomic;
 
 pub use files::write_files;
 pub use users::apply_users;
@@ -43,7 +44,7 @@ pub fn apply(seed: &Seed, root: &Path) -> Result<()> {
     if let Some(net) = &seed.network {
         for (name, content) in net.render_networkd() {
             let p = root.join("etc/systemd/network").join(name);
-            atomic_write(&p, content.as_bytes(), 0o644)
+            write_atomic(&p, content.as_bytes(), 0o644)
                 .with_context(|| format!("writing {}", p.display()))?;
             network_written = true;
         }
@@ -80,7 +81,7 @@ pub fn hostname(root: &Path, name: &str, fqdn: Option<&str>) -> Result<()> {
     {
         anyhow::bail!("{name:?} is not a valid host name (letters, digits, '-', at most 63)");
     }
-    atomic_write(
+    write_atomic(
         &root.join("etc/hostname"),
         format!("{name}\n").as_bytes(),
         0o644,
@@ -98,7 +99,7 @@ pub fn hostname(root: &Path, name: &str, fqdn: Option<&str>) -> Result<()> {
         .map(str::to_string)
         .collect();
     lines.push(entry);
-    atomic_write(&hosts_path, (lines.join("\n") + "\n").as_bytes(), 0o644)?;
+    write_atomic(&hosts_path, (lines.join("\n") + "\n").as_bytes(), 0o644)?;
     Ok(())
 }
 
@@ -116,12 +117,11 @@ pub fn timezone(root: &Path, tz: &str) -> Result<()> {
         );
         return Ok(());
     }
-    let link = root.join("etc/localtime");
-    let tmp = root.join("etc/.localtime.keel-tmp");
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(format!("../usr/share/zoneinfo/{tz}"), &tmp)?;
-    std::fs::rename(&tmp, &link)?;
-    atomic_write(
+    keel_cmd::fs::replace_symlink(
+        &root.join("etc/localtime"),
+        Path::new(&format!("../usr/share/zoneinfo/{tz}")),
+    )?;
+    write_atomic(
         &root.join("etc/timezone"),
         format!("{tz}\n").as_bytes(),
         0o644,
@@ -149,7 +149,7 @@ pub fn ntp(root: &Path, ntp: &Ntp) -> Result<()> {
             for p in &ntp.pools {
                 s += &format!("pool {p} iburst\n");
             }
-            atomic_write(
+            write_atomic(
                 &root.join("etc/chrony/conf.d/keel.conf"),
                 s.as_bytes(),
                 0o644,
@@ -166,7 +166,7 @@ pub fn ntp(root: &Path, ntp: &Ntp) -> Result<()> {
                 "# Written by keel-bootstrap from the seed.\n[Time]\nNTP={}\n",
                 all.join(" ")
             );
-            atomic_write(
+            write_atomic(
                 &root.join("etc/systemd/timesyncd.conf.d/keel.conf"),
                 s.as_bytes(),
                 0o644,

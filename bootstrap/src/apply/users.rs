@@ -10,8 +10,9 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use keel_cmd::CommandRunExt;
 
-use crate::fsutil::{atomic_write, in_root};
+use crate::fsutil::in_root;
 use crate::seed::user_data::{CloudConfig, Owner, User};
+use keel_cmd::fs::write_atomic;
 
 /// A passwd entry.
 #[derive(Debug, Clone)]
@@ -96,7 +97,7 @@ pub fn apply_users(root: &Path, cfg: &CloudConfig) -> Result<()> {
     }
     if !sudoers.is_empty() {
         let s = format!("# Written by keel-bootstrap from the seed.\n{sudoers}");
-        atomic_write(
+        write_atomic(
             &root.join("etc/sudoers.d/90-keel-users"),
             s.as_bytes(),
             0o440,
@@ -179,7 +180,7 @@ pub fn authorized_keys(root: &Path, user: &str, keys: &[String]) -> Result<()> {
         text += k;
         text.push('\n');
     }
-    atomic_write(&path, text.as_bytes(), 0o600)?;
+    write_atomic(&path, text.as_bytes(), 0o600)?;
     for p in [&dir, &path] {
         std::os::unix::fs::chown(p, Some(uid), Some(gid)).or_else(|e| {
             if super::files::skip_chown(uid, gid) {

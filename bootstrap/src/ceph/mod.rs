@@ -160,13 +160,13 @@ pub fn write_config(m: &CephMaterial, paths: &CephPaths) -> anyhow::Result<()> {
         let d = paths.root.join(d);
         std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
     }
-    state::write_atomic(
+    keel_cmd::fs::write_atomic(
         &paths.conf(),
         render_conf(m, &paths.osd_options).as_bytes(),
         0o644,
     )
     .context("writing ceph.conf")?;
-    state::write_atomic(
+    keel_cmd::fs::write_atomic(
         &paths.keyring(&m.key_name),
         render_keyring(m).as_bytes(),
         0o600,

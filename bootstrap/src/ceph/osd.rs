@@ -5,9 +5,10 @@
 use super::state::{OsdPhase, OsdRecord};
 use super::{ceph, CephMaterial, CephPaths, CephState, Launch, OsdInfo, Target};
 use anyhow::{bail, Context};
+use keel_cmd::child::{SpawnOptions, Supervised};
 use keel_cmd::CommandRunExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 fn set_phase(
@@ -67,7 +68,7 @@ pub(crate) fn ensure(
         None => {
             // `osd new` with the same uuid returns the same id: safe to repeat.
             let secret_json = paths.file_dir().join(format!("osd-{}.json", rec.uuid));
-            super::state::write_atomic(
+            keel_cmd::fs::write_atomic(
                 &secret_json,
                 serde_json::json!({ "cephx_secret": rec.secret })
                     .to_string()
@@ -128,7 +129,7 @@ fn mkfs(
     data: &Path,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
-    super::state::write_atomic(
+    keel_cmd::fs::write_atomic(
         &data.join("keyring"),
         format!("[osd.{id}]\n\tkey = {}\n", rec.secret).as_bytes(),
         0o600,
@@ -201,6 +202,10 @@ fn pid_file(paths: &CephPaths, id: u32) -> PathBuf {
     paths.run_dir().join(format!("ceph-osd.{id}.pid"))
 }
 
+fn log_file(paths: &CephPaths, id: u32) -> PathBuf {
+    paths.run_dir().join(format!("ceph-osd.{id}.out"))
+}
+
 fn running(paths: &CephPaths, id: u32) -> bool {
     match paths.launch {
         Launch::Systemd => Command::new("systemctl")
@@ -222,20 +227,15 @@ fn start(paths: &CephPaths, id: u32, data: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("starting ceph-osd@{id}"))?,
         Launch::Spawn => {
             std::fs::create_dir_all(paths.run_dir())?;
-            let log = std::fs::File::create(paths.run_dir().join(format!("ceph-osd.{id}.out")))?;
-            let child = osd_cmd(paths, id, data)
-                .arg("-f")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()
+            let opts = SpawnOptions::default()
+                .log_to(&log_file(paths, id))
+                .fresh_log();
+            let osd = Supervised::spawn_with("ceph-osd", osd_cmd(paths, id, data).arg("-f"), &opts)
                 .context("starting ceph-osd")?;
-            super::state::write_atomic(
-                &pid_file(paths, id),
-                child.id().to_string().as_bytes(),
-                0o644,
-            )?;
-            tracing::info!(id, pid = child.id(), "ceph-osd started");
+            // The OSD outlives the agent: it is found again by its PID file.
+            let pid = osd.detach();
+            keel_cmd::fs::write_atomic(&pid_file(paths, id), pid.to_string().as_bytes(), 0o644)?;
+            tracing::info!(id, pid, "ceph-osd started");
         }
     }
     Ok(())
@@ -264,12 +264,9 @@ fn wait_up_in(m: &CephMaterial, paths: &CephPaths, id: u32, uuid: &str) -> anyho
             }
         }
         if paths.launch == Launch::Spawn && !running(paths, id) {
-            let log = std::fs::read_to_string(paths.run_dir().join(format!("ceph-osd.{id}.out")))
-                .unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(15).collect();
             bail!(
                 "ceph-osd {id} exited:\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                keel_cmd::child::log_tail(&log_file(paths, id), 15)
             );
         }
         if t0.elapsed() > paths.up_timeout {

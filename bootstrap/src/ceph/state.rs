@@ -76,7 +76,7 @@ impl CephState {
     pub fn save(&self) -> anyhow::Result<()> {
         if let Some(p) = &self.path {
             let json = serde_json::to_vec_pretty(self).context("serializing ceph state")?;
-            write_atomic(p, &json, 0o600).context("saving ceph state")?;
+            keel_cmd::fs::write_atomic(p, &json, 0o600).context("saving ceph state")?;
         }
         Ok(())
     }
@@ -91,9 +91,6 @@ impl CephState {
         self.osds.iter_mut().find(|o| o.device == device)
     }
 }
-
-/// Atomic, power-cut-safe writes: the crate's one implementation.
-pub use crate::fsutil::atomic_write as write_atomic;
 
 #[cfg(test)]
 mod tests {

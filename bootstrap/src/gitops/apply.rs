@@ -15,7 +15,7 @@ use std::process::Command;
 use keel_cmd::CommandRunExt;
 use serde::{Deserialize, Serialize};
 
-use crate::acme::store::{atomic_write, swap_symlink};
+use keel_cmd::fs::{replace_symlink, write_atomic};
 
 use super::GitopsError;
 
@@ -79,7 +79,7 @@ impl Releases {
         let p = self.state_path();
         let json =
             serde_json::to_vec_pretty(state).map_err(|e| GitopsError::State(e.to_string()))?;
-        atomic_write(&p, &json, 0o644).map_err(|source| GitopsError::Io {
+        write_atomic(&p, &json, 0o644).map_err(|source| GitopsError::Io {
             what: "writing",
             path: p,
             source,
@@ -119,7 +119,7 @@ impl Releases {
     pub fn point_current(&self, rev: Option<&str>) -> Result<(), GitopsError> {
         let link = self.current_link();
         let res = match rev {
-            Some(rev) => swap_symlink(&link, &Path::new("releases").join(rev)),
+            Some(rev) => replace_symlink(&link, &Path::new("releases").join(rev)),
             None => match fs::remove_file(&link) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),

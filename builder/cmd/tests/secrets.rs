@@ -1,10 +1,11 @@
 //! Key passwords in the parent's environment never reach a child run through
-//! keel-cmd (`env` prints what the child got); a password set explicitly on
-//! one command reaches that one child only. Own test binary: it sets the
-//! variables in its own process environment.
+//! keel-cmd, to completion or supervised (`env` prints what the child got); a
+//! password set explicitly on one command reaches that one child only. Own
+//! test binary: it sets the variables in its own process environment.
 
 use std::process::Command;
 
+use keel_cmd::child::{SpawnOptions, Supervised};
 use keel_cmd::{CommandRunExt as _, Task, SECRET_ENV};
 
 fn names(env_output: &str) -> Vec<&str> {
@@ -44,6 +45,17 @@ fn children_do_not_inherit_key_passwords() {
                 .run_streaming(&mut |l| lines.push(l.to_string()))
                 .expect("env");
             lines.join("\n")
+        }),
+        ("supervised", {
+            let log = tempfile::NamedTempFile::new().expect("log");
+            let opts = SpawnOptions::default().log_to(log.path());
+            let mut child =
+                Supervised::spawn_with("env", &mut Command::new("env"), &opts).expect("env");
+            child
+                .wait_timeout(std::time::Duration::from_secs(10))
+                .expect("wait")
+                .expect("env ends");
+            std::fs::read_to_string(log.path()).expect("log")
         }),
     ];
     for (how, out) in &outputs {

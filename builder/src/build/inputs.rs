@@ -234,11 +234,10 @@ fn keel_exe() -> anyhow::Result<PathBuf> {
         return Ok(exe);
     }
     let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
-    let path = std::env::var_os("PATH").unwrap_or_default();
     [dir.join("keel"), dir.join("../keel")]
         .into_iter()
-        .chain(std::env::split_paths(&path).map(|d| d.join("keel")))
         .find(|p| p.is_file())
+        .or_else(|| keel_cmd::which("keel"))
         .with_context(|| {
             format!(
                 "the build calls back into the `keel` binary, which is neither running nor beside {}: build it (`cargo build -p keel-builder`) or set KEEL_EXE",

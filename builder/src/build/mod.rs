@@ -154,7 +154,7 @@ pub fn build(args: &BuildArgs) -> anyhow::Result<BuildSummary> {
         packages::harvest(lock, &pool, &args.cache_dir)?;
         // The lock this build used, beside what it built (`keel pool export` takes it).
         let path = out_dir.join(crate::lock::FILE_NAME);
-        crate::fsutil::write_atomic(&path, lock.to_text().as_bytes())
+        keel_cmd::fs::write_atomic(&path, lock.to_text().as_bytes(), 0o644)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if !args.keep_work {
@@ -203,9 +203,10 @@ fn write_record(
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0),
     };
-    crate::fsutil::write_atomic(
+    keel_cmd::fs::write_atomic(
         &out_dir.join(crate::record::FILE_NAME),
         record.to_json().as_bytes(),
+        0o644,
     )
     .context("writing the build record")?;
     Ok(record)

@@ -166,9 +166,10 @@ fn rewrite_roothash_files(
                 r.old_roothash
             );
         }
-        crate::fsutil::write_atomic(
+        keel_cmd::fs::write_atomic(
             &p,
             text.replace(&r.old_roothash, &r.new_roothash).as_bytes(),
+            0o644,
         )
         .with_context(|| format!("writing {}", p.display()))?;
     }

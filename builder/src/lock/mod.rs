@@ -221,7 +221,7 @@ pub fn run(args: LockArgs) -> anyhow::Result<()> {
         print!("{text}");
         return Ok(());
     }
-    crate::fsutil::write_atomic(&path, text.as_bytes())
+    keel_cmd::fs::write_atomic(&path, text.as_bytes(), 0o644)
         .with_context(|| format!("writing {}", path.display()))?;
     println!(
         "wrote {}: {} packages, {} initrd packages",

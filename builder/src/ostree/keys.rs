@@ -156,7 +156,7 @@ pub fn generate(
         bail!("gpg exported no armored key for {fpr}");
     }
     write_private(key_path, secret.as_bytes())?;
-    crate::fsutil::write_atomic(pub_path, public.as_bytes())
+    keel_cmd::fs::write_atomic(pub_path, public.as_bytes(), 0o644)
         .with_context(|| format!("writing {}", pub_path.display()))?;
     Ok(fpr)
 }

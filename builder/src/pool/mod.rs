@@ -100,19 +100,9 @@ impl Pool {
         }
         verify(pkg, file)?;
         let dest = self.object(&pkg.sha256);
-        let dir = self.dir.join("sha256");
-        let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io(&dir))?;
-        std::fs::copy(file, tmp.path()).map_err(io(file))?;
-        tmp.as_file().sync_all().map_err(io(tmp.path()))?;
-        std::fs::set_permissions(
-            tmp.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o644),
-        )
-        .map_err(io(tmp.path()))?;
-        tmp.persist(&dest).map_err(|e| PoolError::Io {
-            path: dest.clone(),
-            source: e.error,
-        })?;
+        let mut src = std::fs::File::open(file).map_err(io(file))?;
+        keel_cmd::fs::write_atomic_with(&dest, 0o644, |f| std::io::copy(&mut src, f).map(drop))
+            .map_err(io(&dest))?;
         Ok(true)
     }
 
@@ -166,7 +156,7 @@ impl Pool {
             out.add(pkg, &self.object(&pkg.sha256))?;
         }
         let lock_file = dest.join(crate::lock::FILE_NAME);
-        crate::fsutil::write_atomic(&lock_file, lock.to_text().as_bytes())
+        keel_cmd::fs::write_atomic(&lock_file, lock.to_text().as_bytes(), 0o644)
             .map_err(io(&lock_file))?;
         Ok(pkgs.len())
     }

@@ -70,7 +70,8 @@ pub fn after_build_with_password(ctx: &ReleaseContext, password: &[u8]) -> anyho
 fn write_manifest(ctx: &ReleaseContext) -> anyhow::Result<()> {
     let manifest = build_manifest(ctx).context("building release manifest")?;
     let path = ctx.out_dir.join(MANIFEST_FILE);
-    write_atomic(&path, manifest.to_json().as_bytes())?;
+    keel_cmd::fs::write_atomic(&path, manifest.to_json().as_bytes(), 0o644)
+        .with_context(|| format!("writing {}", path.display()))?;
     tracing::info!(path = %path.display(), artifacts = manifest.artifacts.len(), "wrote release manifest");
     Ok(())
 }
@@ -105,22 +106,6 @@ pub fn sign_dir(dir: &Path, key_path: &Path, password: &[u8]) -> anyhow::Result<
     let digest: [u8; 32] = Sha256::digest(&bytes).into();
     sign::sign_file_digest(&key, &manifest_path, &digest).context("signing manifest.json")?;
     tracing::info!(file = MANIFEST_FILE, "signed");
-    Ok(())
-}
-
-/// Atomic write: temp file in the same directory, sync, rename.
-pub fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating temp file in {}", dir.display()))?;
-    tmp.write_all(data)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    // Keep files world-readable like a normal write (NamedTempFile is 0600).
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))?;
     Ok(())
 }
 

@@ -183,12 +183,12 @@ pub fn sign_file_digest(key: &SigningKey, file: &Path, digest: &[u8; 32]) -> any
     let digest = *digest;
     let der = sign_digest(key, &digest)?;
     let sig_path = suffixed(file, ".sig");
-    super::write_atomic(&sig_path, B64.encode(&der).as_bytes())?;
+    keel_cmd::fs::write_atomic(&sig_path, B64.encode(&der).as_bytes(), 0o644)
+        .with_context(|| format!("writing {}", sig_path.display()))?;
     let b = bundle(key.verifying_key(), &digest, &der)?;
-    super::write_atomic(
-        &suffixed(file, ".sigstore.json"),
-        format!("{b}\n").as_bytes(),
-    )?;
+    let bundle_path = suffixed(file, ".sigstore.json");
+    keel_cmd::fs::write_atomic(&bundle_path, format!("{b}\n").as_bytes(), 0o644)
+        .with_context(|| format!("writing {}", bundle_path.display()))?;
     Ok(())
 }
 

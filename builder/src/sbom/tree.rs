@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 
 use super::{dpkg, keyscan, Binary, Inventory, CYCLONEDX_FILE, SBOM_DIR, SPDX_FILE};
-use crate::release::{sign, write_atomic};
+use crate::release::sign;
 
 /// What [`finalize_tree`] needs to know about the image tree being built.
 #[derive(Debug, Clone)]
@@ -80,7 +80,9 @@ pub fn finalize_tree_at(ctx: &TreeContext, source_date_epoch: Option<i64>) -> an
         for (name, doc) in &docs {
             let mut text = serde_json::to_string_pretty(doc).context("serialising SBOM")?;
             text.push('\n');
-            write_atomic(&dir.join(name), text.as_bytes())?;
+            let path = dir.join(name);
+            keel_cmd::fs::write_atomic(&path, text.as_bytes(), 0o644)
+                .with_context(|| format!("writing {}", path.display()))?;
         }
     }
     Ok(())

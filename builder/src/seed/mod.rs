@@ -219,9 +219,8 @@ pub fn run(a: SeedArgs) -> anyhow::Result<()> {
     }
     let tmp = work.path().join("seed");
     pack(format, &stage, &names, &tmp)?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, &a.out).with_context(|| format!("writing {}", a.out.display()))?;
+    keel_cmd::fs::persist(&tmp, &a.out, 0o600)
+        .with_context(|| format!("writing {}", a.out.display()))?;
     println!(
         "wrote {} ({}, label cidata, mode 0600{})",
         a.out.display(),

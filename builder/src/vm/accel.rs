@@ -18,10 +18,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use keel_cmd::child::Supervised;
 use keel_cmd::CommandRunExt;
 
 use super::options::AccelChoice;
-use super::process::Tracked;
 use super::qemu::{Accel, QEMU};
 
 /// How long the probe guest may take under KVM (it needs well under a second).
@@ -149,7 +149,7 @@ pub fn probe_kvm() -> anyhow::Result<(Accel, String)> {
     .stdout(Stdio::null())
     .stderr(std::fs::File::create(dir.path().join("stderr")).context("creating the probe's log")?);
     let started = Instant::now();
-    let mut qemu = Tracked::spawn("qemu (KVM probe)", &mut cmd)?;
+    let mut qemu = Supervised::spawn("qemu (KVM probe)", &mut cmd)?;
     let status = qemu.wait_timeout(PROBE_TIMEOUT)?;
     let secs = started.elapsed().as_secs_f64();
     Ok(match status {
@@ -205,7 +205,7 @@ pub fn probe_tcg_selfcheck() -> anyhow::Result<bool> {
     .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(Stdio::null());
-    let mut qemu = Tracked::spawn("qemu (probe self-check)", &mut cmd)?;
+    let mut qemu = Supervised::spawn("qemu (probe self-check)", &mut cmd)?;
     let status = qemu.wait_timeout(Duration::from_secs(30))?;
     Ok(status.and_then(|s| s.code()) == Some(PROBE_OK_STATUS))
 }
@@ -241,16 +241,9 @@ fn qemu_version() -> anyhow::Result<String> {
     Ok(out.lines().next().unwrap_or_default().trim().to_string())
 }
 
-/// Atomic write: temp file in the same directory, sync, rename.
 fn write_cache(path: &std::path::Path, rec: &ProbeRecord) -> anyhow::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().context("cache path has no parent")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).context("creating a temp file")?;
-    tmp.write_all(serde_json::to_string_pretty(rec)?.as_bytes())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).context("renaming the cache file")?;
-    Ok(())
+    keel_cmd::fs::write_atomic(path, serde_json::to_string_pretty(rec)?.as_bytes(), 0o600)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

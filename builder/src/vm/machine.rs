@@ -8,13 +8,13 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use keel_cmd::child::{NotReady, Supervised};
 use regex::Regex;
 
 use super::console::{ConsoleLog, ConsoleMatch};
 use super::options::{
     ConsoleMode, ImageFormat, Network, PortForward, VmOptions, STOP_GRACE, TCG_KERNEL_ARGS,
 };
-use super::process::Tracked;
 use super::qemu::{qemu_args, Accel, NicPlan, QemuPlan, SerialPlan, OVMF_VARS, QEMU};
 use super::swtpm::Swtpm;
 use super::tap::TapDevice;
@@ -24,7 +24,7 @@ use super::{accel, disk, seed};
 #[derive(Debug)]
 pub struct Vm {
     // Field order is drop order: QEMU first, then its tap, swtpm, the directory.
-    qemu: Tracked,
+    qemu: Supervised,
     tap: Option<TapDevice>,
     swtpm: Swtpm,
     console: Option<ConsoleLog>,
@@ -45,7 +45,7 @@ fn check_host(opts: &VmOptions) -> anyhow::Result<()> {
             bridge: Some(_),
             ..
         }
-    ) && super::find_program("ip").is_none()
+    ) && keel_cmd::which("ip").is_none()
     {
         missing.push("ip".to_string());
     }
@@ -180,7 +180,7 @@ impl Vm {
             "Booting {}",
             opts.image.display()
         );
-        let qemu = Tracked::spawn("qemu", &mut cmd)?;
+        let qemu = Supervised::spawn("qemu", &mut cmd)?;
         let mut vm = Vm {
             qemu,
             tap,
@@ -200,15 +200,17 @@ impl Vm {
     /// Waits for QEMU's pidfile (written once the machine is set up), failing
     /// with QEMU's own error text if it exits first.
     fn wait_until_running(&mut self, pidfile: &Path) -> anyhow::Result<()> {
-        let end = Instant::now() + Duration::from_secs(30);
-        while !pidfile.exists() {
-            if let Some(status) = self.qemu.try_wait()? {
-                anyhow::bail!("QEMU exited at start ({status}):\n{}", self.qemu_errors());
+        match self
+            .qemu
+            .wait_ready(Duration::from_secs(30), || pidfile.exists())
+        {
+            Ok(()) => Ok(()),
+            Err(NotReady::Exited(status)) => {
+                anyhow::bail!("QEMU exited at start ({status}):\n{}", self.qemu_errors())
             }
-            anyhow::ensure!(Instant::now() < end, "QEMU did not start within 30 s");
-            std::thread::sleep(Duration::from_millis(20));
+            Err(NotReady::TimedOut(_)) => anyhow::bail!("QEMU did not start within 30 s"),
+            Err(NotReady::Wait(e)) => Err(e.into()),
         }
-        Ok(())
     }
 
     /// What QEMU printed on stderr (when it was captured).
@@ -358,12 +360,12 @@ impl Vm {
 
     /// QEMU's exit status if it has ended (guest powered off or QEMU quit).
     pub fn try_wait(&mut self) -> anyhow::Result<Option<ExitStatus>> {
-        self.qemu.try_wait()
+        Ok(self.qemu.try_wait()?)
     }
 
     /// Waits up to `timeout` for QEMU to end by itself.
     pub fn wait_timeout(&mut self, timeout: Duration) -> anyhow::Result<Option<ExitStatus>> {
-        self.qemu.wait_timeout(timeout)
+        Ok(self.qemu.wait_timeout(timeout)?)
     }
 
     /// Stops QEMU (SIGTERM, then SIGKILL) and swtpm; returns QEMU's status.

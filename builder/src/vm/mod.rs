@@ -21,7 +21,6 @@ pub mod cli;
 pub mod console;
 pub mod disk;
 pub mod options;
-pub mod process;
 pub mod qemu;
 pub mod seed;
 pub mod swtpm;
@@ -36,29 +35,14 @@ pub use options::{
 };
 pub use qemu::Accel;
 
-use std::path::{Path, PathBuf};
-
-/// The first `name` found on PATH, if any.
-pub fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|c| is_executable(c))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
-}
+use std::path::Path;
 
 /// Host programs and files a VM needs; returns what is missing, for a clear
 /// error or a test's SKIP line.
 pub fn missing_host_tools() -> Vec<String> {
     let mut missing: Vec<String> = [qemu::QEMU, "swtpm", "swtpm_setup"]
         .iter()
-        .filter(|p| find_program(p).is_none())
+        .filter(|p| keel_cmd::which(p).is_none())
         .map(|p| (*p).to_string())
         .collect();
     for f in [qemu::OVMF_CODE, qemu::OVMF_VARS] {

@@ -9,19 +9,19 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use keel_cmd::Task;
 
-use super::process::Tracked;
+use keel_cmd::child::{NotReady, Supervised};
 
 /// A running swtpm with its state directory and control socket.
 #[derive(Debug)]
 pub struct Swtpm {
     pub socket: PathBuf,
     pub state_dir: PathBuf,
-    process: Tracked,
+    process: Supervised,
 }
 
 impl Swtpm {
@@ -66,7 +66,7 @@ impl Swtpm {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let mut process = Tracked::spawn("swtpm", &mut cmd)?;
+        let mut process = Supervised::spawn("swtpm", &mut cmd)?;
         wait_for_socket(&socket, &mut process, &log)?;
         Ok(Swtpm {
             socket,
@@ -82,25 +82,23 @@ impl Swtpm {
 
     /// Stops swtpm (SIGTERM, then SIGKILL).
     pub fn stop(&mut self) -> anyhow::Result<()> {
-        self.process.stop(Duration::from_secs(2)).map(|_| ())
+        self.process.stop(Duration::from_secs(2))?;
+        Ok(())
     }
 }
 
-fn wait_for_socket(socket: &Path, process: &mut Tracked, log: &Path) -> anyhow::Result<()> {
-    let end = Instant::now() + Duration::from_secs(10);
-    while !socket.exists() {
-        if let Some(status) = process.try_wait()? {
+fn wait_for_socket(socket: &Path, process: &mut Supervised, log: &Path) -> anyhow::Result<()> {
+    match process.wait_ready(Duration::from_secs(10), || socket.exists()) {
+        Ok(()) => Ok(()),
+        Err(NotReady::Exited(status)) => {
             let text = std::fs::read_to_string(log).unwrap_or_default();
-            anyhow::bail!("swtpm exited ({status}) before opening its socket:\n{text}");
+            anyhow::bail!("swtpm exited ({status}) before opening its socket:\n{text}")
         }
-        anyhow::ensure!(
-            Instant::now() < end,
-            "swtpm did not open {} within 10 s",
-            socket.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
+        Err(NotReady::TimedOut(_)) => {
+            anyhow::bail!("swtpm did not open {} within 10 s", socket.display())
+        }
+        Err(NotReady::Wait(e)) => Err(e.into()),
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -13,11 +13,7 @@ pub fn build_skip_reason(tools: &[&str]) -> Option<String> {
         return Some("not root (mkosi needs root)".into());
     }
     for tool in tools {
-        if Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .run()
-            .is_err()
-        {
+        if keel_cmd::which(tool).is_none() {
             return Some(format!("{tool} is not installed (./setup.sh --deps)"));
         }
     }

@@ -7,10 +7,7 @@ pub mod release;
 
 /// Prints a skip line and returns true when `tool` is not on PATH.
 pub fn skip_without(test: &str, tool: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false)
-        || std::path::Path::new(tool).is_file();
+    let found = keel_cmd::which(tool).is_some();
     if !found {
         keel_testbed::report_skip(format_args!(
             "{test}: {tool} is not installed (./setup.sh installs it)"

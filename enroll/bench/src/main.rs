@@ -5,13 +5,10 @@ use clap::Parser;
 use keel_enroll_bench::BenchArgs;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    keel_cmd::logging::init(&keel_cmd::logging::Options {
+        targets: true,
+        ..Default::default()
+    });
     let args = BenchArgs::parse();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

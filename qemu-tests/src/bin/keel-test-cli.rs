@@ -8,7 +8,10 @@ use keel_builder::cli::{self, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    keel_builder::logging::init(cli.verbose);
+    keel_cmd::logging::init(&keel_cmd::logging::Options {
+        verbose: cli.verbose,
+        ..Default::default()
+    });
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

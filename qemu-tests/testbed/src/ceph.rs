@@ -423,9 +423,8 @@ impl CephCluster {
         );
         let mut c = Command::new("sh");
         c.args(["-c", &script]);
-        let wd = Daemon::spawn("ceph-watchdog", c, &d.join("log/watchdog.out"))?;
         // The watchdog must outlive us: never kill it from Drop.
-        std::mem::forget(wd);
+        Daemon::spawn("ceph-watchdog", c, &d.join("log/watchdog.out"))?.detach();
         Ok(())
     }
 }

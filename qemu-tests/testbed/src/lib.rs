@@ -24,6 +24,8 @@ pub mod tls;
 pub use ceph::{CephCluster, CephOptions};
 pub use dhcp::Dhcp;
 pub use git::{GitServer, GitServerOptions};
+/// Finds a program on PATH (or by its path): keel-cmd's one lookup.
+pub use keel_cmd::which;
 pub use netns::{NetnsGuard, TestNet};
 pub use pebble::{Pebble, PebbleOptions};
 pub use postgres::Postgres;
@@ -32,8 +34,6 @@ pub use prometheus::{promtool_check, Prometheus};
 pub use static_http::StaticServer;
 pub use swtpm::{EkType, Swtpm};
 pub use tls::TestCa;
-
-use std::path::PathBuf;
 
 /// Errors from starting a test service.
 #[derive(Debug, thiserror::Error)]
@@ -133,18 +133,6 @@ macro_rules! report {
 pub fn report_not_selected(what: std::fmt::Arguments<'_>) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr().lock(), "NOT SELECTED {what}");
-}
-
-/// Finds `program` on PATH (or as an absolute path).
-pub fn which(program: &str) -> Option<PathBuf> {
-    let p = std::path::Path::new(program);
-    if p.is_absolute() {
-        return p.is_file().then(|| p.to_path_buf());
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|c| c.is_file())
 }
 
 /// Returns [`Error::Missing`] unless every program is installed.

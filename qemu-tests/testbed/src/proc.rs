@@ -1,11 +1,12 @@
-//! Child processes tracked by PID, free ports and readiness waits.
+//! Test daemons (keel-cmd's supervisor with the test bed's errors), free
+//! ports and TCP readiness waits.
 
 use crate::{Error, Result};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use keel_cmd::child::{NotReady, SpawnOptions, Supervised};
+use keel_cmd::CmdError;
 use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream, ToSocketAddrs};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A free TCP port on 127.0.0.1 (bound to port 0, then released).
@@ -52,124 +53,87 @@ pub fn wait_for_tcp(addr: &str, timeout: Duration) -> bool {
     false
 }
 
-/// A long-running program started by a test: killed (SIGTERM, then SIGKILL)
-/// when dropped. Its stdout and stderr go to a log file whose tail is shown
-/// when it fails to start.
+/// A long-running program started by a test, supervised by keel-cmd
+/// ([`Supervised`]): killed (SIGTERM, 5 s grace, then SIGKILL) when
+/// dropped. Its stdout and stderr go to a log file whose tail is shown when
+/// it fails to start.
 #[derive(Debug)]
 pub struct Daemon {
-    name: String,
-    child: Option<Child>,
-    log: PathBuf,
+    child: Supervised,
 }
 
+/// How long a daemon gets after SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
 impl Daemon {
-    /// Spawns `cmd` with output to `log`.
+    /// Spawns `cmd` with output appended to `log`.
     pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Result<Daemon> {
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(Error::io(format!("opening {}", log.display())))?;
-        let f2 = f.try_clone().map_err(Error::io("cloning log handle"))?;
-        tracing::debug!(command = %keel_cmd::cmdline(&cmd), "starting {name}");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(f)
-            .stderr(f2)
-            .spawn()
-            .map_err(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    Error::Missing {
-                        program: cmd.get_program().to_string_lossy().into_owned(),
-                        hint: "./setup.sh installs it".into(),
-                    }
-                } else {
-                    Error::start(name, e)
-                }
-            })?;
-        Ok(Daemon {
-            name: name.to_string(),
-            child: Some(child),
-            log: log.to_path_buf(),
-        })
+        let opts = SpawnOptions::default().log_to(log).stop_grace(STOP_GRACE);
+        match Supervised::spawn_with(name, &mut cmd, &opts) {
+            Ok(child) => Ok(Daemon { child }),
+            Err(CmdError::Spawn { program, source })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Err(Error::Missing {
+                    program,
+                    hint: "./setup.sh installs it".into(),
+                })
+            }
+            Err(e) => Err(Error::start(name, e)),
+        }
     }
 
-    /// The process id.
+    /// The process id, until the process is seen to have ended (stopped).
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.child.status().is_none().then(|| self.child.pid())
     }
 
     /// True while the process runs.
     pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => false,
-        }
+        self.child.is_running()
     }
 
     /// The last lines of the log file.
     pub fn log_tail(&self) -> String {
-        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        self.child.log_tail(30)
     }
 
     /// An error saying the daemon did not come up, with its log tail.
     pub fn start_error(&mut self, what: &str) -> Error {
         let state = if self.is_running() {
-            "still running".to_string()
+            "still running"
         } else {
-            "exited".to_string()
+            "exited"
         };
+        let log = self
+            .child
+            .log_path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         Error::start(
-            &self.name,
-            format!(
-                "{what} ({state}); log {}:\n{}",
-                self.log.display(),
-                self.log_tail()
-            ),
+            self.child.name(),
+            format!("{what} ({state}); log {log}:\n{}", self.log_tail()),
         )
     }
 
     /// Waits until `ready` returns true, failing early if the process exits.
-    pub fn wait_ready(&mut self, timeout: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if ready() {
-                return Ok(());
-            }
-            if !self.is_running() {
-                return Err(self.start_error("exited before it was ready"));
-            }
-            if Instant::now() > deadline {
-                return Err(self.start_error(&format!("not ready after {timeout:?}")));
-            }
-            std::thread::sleep(Duration::from_millis(25));
+    pub fn wait_ready(&mut self, timeout: Duration, ready: impl FnMut() -> bool) -> Result<()> {
+        match self.child.wait_ready(timeout, ready) {
+            Ok(()) => Ok(()),
+            Err(NotReady::Exited(_)) => Err(self.start_error("exited before it was ready")),
+            Err(NotReady::TimedOut(t)) => Err(self.start_error(&format!("not ready after {t:?}"))),
+            Err(NotReady::Wait(e)) => Err(e.into()),
         }
     }
 
     /// Stops the process: SIGTERM, up to 5 s grace, then SIGKILL; reaps it.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Ok(pid) = i32::try_from(child.id()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+        let _ = self.child.stop(STOP_GRACE);
     }
-}
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.stop();
+    /// Leaves the process running after this value goes (a watchdog that
+    /// must outlive the test process).
+    pub fn detach(self) -> u32 {
+        self.child.detach()
     }
 }

@@ -74,7 +74,7 @@ pub fn make_deterministic(raw: &Path, uki: &Path, seed: &str) -> anyhow::Result<
 
     relabel(raw, &data, &hash, &new)?;
     let patched = patch_uki(&uki_bytes, &old, &new).context("patching the UKI")?;
-    crate::fsutil::write_atomic(uki, &patched)
+    keel_cmd::fs::write_atomic(uki, &patched, 0o644)
         .with_context(|| format!("writing {}", uki.display()))?;
     let esp = table
         .find_type(ESP_TYPE)
