@@ -25,15 +25,9 @@ const MKOSI_PACKAGE: &str = "/usr/lib/python3/dist-packages/mkosi/__init__.py";
 pub(super) fn tool_identities() -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
     v.insert("keel".to_string(), env!("CARGO_PKG_VERSION").to_string());
-    let path = std::env::var_os("PATH").unwrap_or_default();
     let mut files: Vec<(String, PathBuf)> = TOOL_FILES
         .iter()
-        .filter_map(|t| {
-            std::env::split_paths(&path)
-                .map(|d| d.join(t))
-                .find(|p| p.is_file())
-                .map(|p| (t.to_string(), p))
-        })
+        .filter_map(|t| keel_cmd::which(t).map(|p| (t.to_string(), p)))
         .collect();
     files.push(("mkosi-python".into(), PathBuf::from(MKOSI_PACKAGE)));
     for (name, p) in files {
