@@ -341,20 +341,15 @@ fn blank_loop_device_becomes_an_osd() {
     assert_eq!(join(m, &policy, paths, &mut st2).expect("rerun"), osds);
 }
 
-/// A node whose monitors do not answer waits for them: the error is transient.
-#[test]
-fn unreachable_monitors_are_transient() {
-    if keel_testbed::skip_unless(&["ceph"]) {
-        return;
-    }
+/// Joins with a node key `key_name` (never issued) against monitors at
+/// `mon_host`: the error, and whether anything was planned.
+fn join_with_unknown_key(fsid: &str, mon_host: &str, key_name: &str) -> (CephError, bool) {
     let root = tempfile::tempdir().expect("root");
-    let paths = test_paths(root.path());
-    let port = keel_testbed::free_port().expect("port");
     let m = CephMaterial {
-        fsid: "00000000-0000-4000-8000-000000000001".into(),
-        mon_host: format!("127.0.0.1:{port}"),
+        fsid: fsid.into(),
+        mon_host: mon_host.into(),
         conf: String::new(),
-        key_name: "client.keel-unreachable".into(),
+        key_name: key_name.into(),
         key: "AQBz0Z1lAAAAABAAHlKsZ1q1p2m2T3e3XGqAaQ==".into(),
         caps: BTreeMap::new(),
     };
@@ -364,15 +359,30 @@ fn unreachable_monitors_are_transient() {
         file_backed_gib: Some(1),
     };
     let mut st = CephState::default();
-    let e = join(&m, &policy, &paths, &mut st).expect_err("no monitors");
+    let e = join(&m, &policy, &test_paths(root.path()), &mut st).expect_err("must fail");
+    (e, st.osds.is_empty())
+}
+
+/// A node whose monitors do not answer waits for them: the error is transient.
+#[test]
+fn unreachable_monitors_are_transient() {
+    if keel_testbed::skip_unless(&["ceph"]) {
+        return;
+    }
+    let port = keel_testbed::free_port().expect("port");
+    let (e, nothing_planned) = join_with_unknown_key(
+        "00000000-0000-4000-8000-000000000001",
+        &format!("127.0.0.1:{port}"),
+        "client.keel-unreachable",
+    );
+    assert!(
+        nothing_planned,
+        "nothing planned before the monitors answer"
+    );
     assert!(
         matches!(e, CephError::Monitors { .. }) && e.is_transient(),
         "{:#}",
         anyhow::Error::new(e)
-    );
-    assert!(
-        st.osds.is_empty(),
-        "nothing planned before the monitors answer"
     );
 }
 
@@ -385,23 +395,7 @@ fn refused_key_is_not_transient() {
     let Some(c) = keel_testbed::or_skip(CephCluster::shared()) else {
         return;
     };
-    let root = tempfile::tempdir().expect("root");
-    let paths = test_paths(root.path());
-    let m = CephMaterial {
-        fsid: c.fsid().to_string(),
-        mon_host: c.mon_host().to_string(),
-        conf: c.minimal_conf(),
-        key_name: "client.keel-never-issued".into(),
-        key: "AQBz0Z1lAAAAABAAHlKsZ1q1p2m2T3e3XGqAaQ==".into(),
-        caps: BTreeMap::new(),
-    };
-    let policy = DiskPolicy {
-        devices: vec![],
-        allow_wipe: false,
-        file_backed_gib: Some(1),
-    };
-    let mut st = CephState::default();
-    let e = join(&m, &policy, &paths, &mut st).expect_err("unknown key");
+    let (e, _) = join_with_unknown_key(c.fsid(), c.mon_host(), "client.keel-never-issued");
     assert!(
         matches!(e, CephError::Monitors { .. }) && !e.is_transient(),
         "{:#}",
