@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use keel_attest::client::{EnrollClient, RenewRequest};
 use keel_attest::protocol::B64;
 
-use crate::enroll::files;
+use crate::firstboot::enroll::files;
 use keel_cmd::fs::write_atomic;
 
 /// The node's identity, loaded from the state directory.
@@ -116,8 +116,9 @@ impl Identity {
             std::fs::read_to_string(state_dir.join(name))
                 .with_context(|| format!("reading {}", state_dir.join(name).display()))
         };
-        let cfg: serde_json::Value = serde_json::from_str(&read(crate::steps::REPORT_CONFIG)?)
-            .context("parsing report.json")?;
+        let cfg: serde_json::Value =
+            serde_json::from_str(&read(crate::firstboot::gitops::REPORT_CONFIG)?)
+                .context("parsing report.json")?;
         let (Some(url), Some(ca)) = (cfg["enroll-url"].as_str(), cfg["enroll-ca"].as_str()) else {
             anyhow::bail!("report.json names no enroll-url/enroll-ca");
         };

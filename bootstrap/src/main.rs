@@ -2,7 +2,7 @@
 //! CLI, call the library, print the error chain, pick the exit code.
 
 use clap::Parser;
-use keel_bootstrap::{cli, run};
+use keel_bootstrap::{cli, commands};
 
 fn main() {
     #[cfg(feature = "failpoints")]
@@ -13,10 +13,10 @@ fn main() {
         ..Default::default()
     });
     let cli = cli::Cli::parse();
-    let code = match run::main(cli) {
+    let code = match commands::main(cli) {
         Ok(()) => 0,
         Err(e) => {
-            let code = run::exit_code(&e);
+            let code = commands::exit_code(&e);
             eprintln!("keel-bootstrap: error: {e:#}");
             code
         }

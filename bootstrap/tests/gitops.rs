@@ -173,7 +173,9 @@ fn server_down_is_an_error_and_previous_stays() {
     b.server.stop();
     let err = gitops::apply_latest(&b.config()).expect_err("server down");
     eprintln!("{err}");
-    assert!(matches!(err, GitopsError::Fetch { .. }), "{err:?}");
+    // Out of reach: first boot waits for the server instead of giving up.
+    assert!(matches!(err, GitopsError::Unreachable { .. }), "{err:?}");
+    assert!(err.is_transient(), "{err}");
     assert_eq!(b.current(), rel(&rev1));
     b.server.start_again().expect("server back");
     assert_eq!(
@@ -192,7 +194,9 @@ fn mtls_client_certificate_is_presented() {
     };
     let rev = b.publish(&[("a.txt", "a\n")], Some(&b.key), None);
     let err = gitops::apply_latest(&b.config()).expect_err("no client certificate");
+    // The server answered and refused: waiting would not help.
     assert!(matches!(err, GitopsError::Fetch { .. }), "{err:?}");
+    assert!(!err.is_transient(), "{err}");
     let node = b
         .server
         .client_cert("node1.store.test")

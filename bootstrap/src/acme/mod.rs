@@ -72,12 +72,106 @@ pub enum AcmeError {
     },
 }
 
+/// RFC 8555 §6.7 error types (`urn:ietf:params:acme:error:<name>`) that
+/// say the CA refuses this request as it is: retrying cannot help.
+const REFUSALS: [&str; 5] = [
+    "externalAccountRequired",
+    "unauthorized",
+    "rejectedIdentifier",
+    "badCSR",
+    "malformed",
+];
+
 impl AcmeError {
+    /// True when trying again later can help: the CA unreachable, slow or
+    /// failing on its side, an order that did not complete, a local write
+    /// that failed. False for a bad configuration and for the CA refusing
+    /// the request itself ([`REFUSALS`]). `renew` retries within its budget
+    /// on these; when it gives up ([`AcmeError::GaveUp`]) first boot waits
+    /// and tries again.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            AcmeError::Config(_) | AcmeError::ConfigRead { .. } | AcmeError::ConfigParse(_) => {
+                false
+            }
+            AcmeError::Protocol(_) => !self.problem().is_some_and(|p| REFUSALS.contains(&p)),
+            _ => true,
+        }
+    }
+
+    /// The RFC 8555 error name of a problem document from the CA
+    /// (`unauthorized`), if this is one.
+    pub fn problem(&self) -> Option<&str> {
+        match self {
+            AcmeError::Protocol(instant_acme::Error::Api(p)) => p
+                .r#type
+                .as_deref()
+                .and_then(|t| t.strip_prefix("urn:ietf:params:acme:error:")),
+            _ => None,
+        }
+    }
+
     pub(crate) fn io(what: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
         AcmeError::Io {
             what,
             path: path.to_path_buf(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(kind: &str) -> AcmeError {
+        let p: instant_acme::Problem = serde_json::from_value(serde_json::json!({
+            "type": format!("urn:ietf:params:acme:error:{kind}"),
+            "detail": "connection refused, timed out",
+            "status": 403,
+        }))
+        .expect("problem document");
+        AcmeError::Protocol(instant_acme::Error::Api(p))
+    }
+
+    #[test]
+    fn transient_classification() {
+        // The CA refusing the request is final, whatever the detail text says.
+        for kind in REFUSALS {
+            assert!(!problem(kind).is_transient(), "{kind}");
+            assert_eq!(problem(kind).problem(), Some(kind));
+        }
+        // CA-side trouble and a lost account: try again.
+        for kind in ["serverInternal", "rateLimited", "accountDoesNotExist"] {
+            assert!(problem(kind).is_transient(), "{kind}");
+        }
+        let local = [
+            AcmeError::Config("no domains".into()),
+            AcmeError::ConfigParse(serde_json::from_str::<u8>("x").expect_err("bad json")),
+            AcmeError::ConfigRead {
+                path: "/etc/acme.json".into(),
+                source: std::io::ErrorKind::NotFound.into(),
+            },
+        ];
+        for e in local {
+            assert!(!e.is_transient(), "{e}");
+            assert_eq!(e.problem(), None);
+        }
+        let unreachable = AcmeError::Protocol(instant_acme::Error::Timeout(None));
+        assert!(unreachable.is_transient());
+        let gave_up = AcmeError::GaveUp {
+            attempts: 5,
+            elapsed_s: 300,
+            last: Box::new(unreachable),
+        };
+        assert!(
+            gave_up.is_transient(),
+            "first boot keeps waiting for the CA"
+        );
+        let order = AcmeError::Order {
+            names: vec!["node.example".into()],
+            status: "Invalid".into(),
+        };
+        assert!(order.is_transient());
     }
 }

@@ -77,28 +77,7 @@ pub async fn renew_once(cfg: &AcmeConfig) -> Result<RenewOutcome, AcmeError> {
 
 /// Whether the CA says our account does not exist (RFC 8555 §6.7).
 fn account_gone(e: &AcmeError) -> bool {
-    matches!(e, AcmeError::Protocol(instant_acme::Error::Api(p))
-        if p.r#type.as_deref().is_some_and(|t| t.ends_with(":accountDoesNotExist")))
-}
-
-/// Whether retrying can help (network, CA-side trouble) or not (bad config,
-/// the CA refusing us: a retry would only be refused again).
-fn retryable(e: &AcmeError) -> bool {
-    const FINAL: [&str; 5] = [
-        ":externalAccountRequired",
-        ":unauthorized",
-        ":rejectedIdentifier",
-        ":badCSR",
-        ":malformed",
-    ];
-    match e {
-        AcmeError::Config(_) | AcmeError::ConfigRead { .. } | AcmeError::ConfigParse(_) => false,
-        AcmeError::Protocol(instant_acme::Error::Api(p)) => !p
-            .r#type
-            .as_deref()
-            .is_some_and(|t| FINAL.iter().any(|f| t.ends_with(f))),
-        _ => true,
-    }
+    e.problem() == Some("accountDoesNotExist")
 }
 
 /// Renews if due, retrying with backoff until `cfg.retry.total_s` has passed.
@@ -119,7 +98,7 @@ pub async fn renew(cfg: &AcmeConfig) -> Result<RenewOutcome, AcmeError> {
                 })
             }
             Ok(not_due) => return Ok(not_due),
-            Err(e) if !retryable(&e) => return Err(e),
+            Err(e) if !e.is_transient() => return Err(e),
             Err(e) => {
                 let delay = cfg.retry.delay(attempt, rand::thread_rng().gen());
                 if start.elapsed() + delay > budget {

@@ -7,6 +7,7 @@
 //! With an empty device list, only blank whole disks are used; automatic
 //! selection never wipes anything.
 
+use super::CephError;
 use crate::seed::DiskPolicy;
 use keel_cmd::{CmdError, CommandRunExt};
 use serde::Deserialize;
@@ -257,11 +258,15 @@ pub fn signature(dev: &Path) -> Option<String> {
 }
 
 /// Lists block devices with their signatures.
-pub fn probe() -> anyhow::Result<Vec<BlockDev>> {
+pub fn probe() -> Result<Vec<BlockDev>, CephError> {
     let json = Command::new("lsblk")
         .args(["-J", "-b", "-p", "-o", "NAME,TYPE,SIZE,RO,MOUNTPOINT"])
-        .run_get_string()?;
-    let mut devs = parse_lsblk(&json)?;
+        .run_get_string()
+        .map_err(CephError::tool("listing block devices"))?;
+    let mut devs = parse_lsblk(&json).map_err(|source| CephError::Parse {
+        what: "parsing lsblk's device list".into(),
+        source,
+    })?;
     for d in &mut devs {
         if matches!(d.kind.as_str(), "disk" | "loop" | "part") {
             d.signature = signature(&d.path);

@@ -18,14 +18,15 @@
 //! a kill would create a second OSD).
 
 pub mod disk;
+mod error;
 mod osd;
 pub mod state;
 
 pub use disk::{select, BlockDev, Decision};
+pub use error::CephError;
 pub use state::{CephState, OsdPhase, OsdRecord};
 
 use crate::seed::DiskPolicy;
-use anyhow::Context;
 use keel_cmd::CommandRunExt;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -154,29 +155,24 @@ pub fn render_keyring(m: &CephMaterial) -> String {
 }
 
 /// Writes ceph.conf (0644) and the node keyring (0600), atomically.
-pub fn write_config(m: &CephMaterial, paths: &CephPaths) -> anyhow::Result<()> {
+pub fn write_config(m: &CephMaterial, paths: &CephPaths) -> Result<(), CephError> {
     // ceph-osd creates only the last component of these and aborts otherwise.
     for d in ["run/ceph", "var/log/ceph", "var/lib/ceph/crash"] {
         let d = paths.root.join(d);
-        std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+        std::fs::create_dir_all(&d).map_err(CephError::io("creating", &d))?;
     }
-    keel_cmd::fs::write_atomic(
-        &paths.conf(),
-        render_conf(m, &paths.osd_options).as_bytes(),
-        0o644,
-    )
-    .context("writing ceph.conf")?;
-    keel_cmd::fs::write_atomic(
-        &paths.keyring(&m.key_name),
-        render_keyring(m).as_bytes(),
-        0o600,
-    )
-    .context("writing ceph keyring")?;
+    let conf = paths.conf();
+    keel_cmd::fs::write_atomic(&conf, render_conf(m, &paths.osd_options).as_bytes(), 0o644)
+        .map_err(CephError::io("writing", &conf))?;
+    let keyring = paths.keyring(&m.key_name);
+    keel_cmd::fs::write_atomic(&keyring, render_keyring(m).as_bytes(), 0o600)
+        .map_err(CephError::io("writing", &keyring))?;
     Ok(())
 }
 
-/// A `ceph` command as the node's entity.
-pub(crate) fn ceph(m: &CephMaterial, paths: &CephPaths, args: &[&str]) -> Command {
+/// A `ceph` command as the node's entity (what the agent runs against the
+/// monitors; tests use it to act like a killed earlier run).
+pub fn ceph(m: &CephMaterial, paths: &CephPaths, args: &[&str]) -> Command {
     let mut c = Command::new("ceph");
     c.arg("-c")
         .arg(paths.conf())
@@ -195,30 +191,31 @@ pub fn join(
     policy: &DiskPolicy,
     paths: &CephPaths,
     state: &mut CephState,
-) -> anyhow::Result<Vec<OsdInfo>> {
+) -> Result<Vec<OsdInfo>, CephError> {
     if !state.fsid.is_empty() && state.fsid != material.fsid {
-        anyhow::bail!(
-            "this node already joined cluster {} and is now asked to join {}; refusing to mix clusters",
-            state.fsid,
-            material.fsid
-        );
+        return Err(CephError::OtherCluster {
+            joined: state.fsid.clone(),
+            asked: material.fsid.clone(),
+        });
     }
     // Decide on disks first: a refused disk stops the join before anything is written.
     let targets = targets(policy, paths, state)?;
     if targets.is_empty() {
-        anyhow::bail!(
-            "the disk policy selects no disk and no file-backed OSD: nothing to join with"
-        );
+        return Err(CephError::NoDisks);
     }
     state.fsid = material.fsid.clone();
     write_config(material, paths)?;
     ceph(material, paths, &["osd", "stat"])
         .run()
-        .context("reaching the ceph monitors with the node key")?;
+        .map_err(CephError::monitors(
+            "reaching the ceph monitors with the node key",
+        ))?;
     let mut out = Vec::new();
     for t in targets {
-        let info = osd::ensure(material, paths, state, &t)
-            .with_context(|| format!("making an OSD on {}", t.device.display()))?;
+        let info = osd::ensure(material, paths, state, &t).map_err(|e| CephError::Osd {
+            device: t.device.clone(),
+            source: Box::new(e),
+        })?;
         out.push(info);
     }
     Ok(out)
@@ -236,11 +233,11 @@ fn targets(
     policy: &DiskPolicy,
     paths: &CephPaths,
     state: &CephState,
-) -> anyhow::Result<Vec<Target>> {
+) -> Result<Vec<Target>, CephError> {
     let mut out = Vec::new();
     let auto_without_disks = policy.devices.is_empty() && policy.file_backed_gib.is_some();
     if !auto_without_disks {
-        let devs = disk::probe().context("listing block devices")?;
+        let devs = disk::probe()?;
         let known: Vec<PathBuf> = state.osds.iter().map(|o| o.device.clone()).collect();
         let mut refused = Vec::new();
         for d in select(&devs, policy, &known) {
@@ -265,10 +262,7 @@ fn targets(
             }
         }
         if !refused.is_empty() {
-            anyhow::bail!(
-                "refusing disks the policy selected:\n  {}",
-                refused.join("\n  ")
-            );
+            return Err(CephError::RefusedDisks(refused));
         }
     }
     if out.is_empty() {
@@ -284,9 +278,34 @@ fn targets(
 }
 
 /// Reads the state file, or an empty state when there is none.
-pub fn load_state(paths: &CephPaths) -> anyhow::Result<CephState> {
+pub fn load_state(paths: &CephPaths) -> Result<CephState, CephError> {
     CephState::load(&paths.state_file())
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conf_and_keyring_render() {
+        let m = CephMaterial {
+            fsid: "fs".into(),
+            mon_host: "[v2:1.2.3.4:3300]".into(),
+            conf: String::new(),
+            key_name: "client.keel-n".into(),
+            key: "AQk=".into(),
+            caps: BTreeMap::new(),
+        };
+        assert_eq!(
+            render_conf(&m, &[]),
+            "[global]\n\tfsid = fs\n\tmon_host = [v2:1.2.3.4:3300]\n"
+        );
+        assert!(render_conf(&m, &[("log file".into(), "/x".into())])
+            .ends_with("[osd]\n\tlog file = /x\n"));
+        assert_eq!(render_keyring(&m), "[client.keel-n]\n\tkey = AQk=\n");
+        // Same JSON shape as keel-attest's CephJoin.
+        let j = r#"{"fsid":"a","mon-host":"b","conf":"c","key-name":"d","key":"e","caps":{"mon":"profile bootstrap-osd"}}"#;
+        let back: CephMaterial = serde_json::from_str(j).expect("parse");
+        assert_eq!(back.caps["mon"], "profile bootstrap-osd");
+    }
+}

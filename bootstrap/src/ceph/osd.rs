@@ -3,20 +3,16 @@
 //! new` → `ceph-osd --mkfs` → start → wait until up and in.
 
 use super::state::{OsdPhase, OsdRecord};
-use super::{ceph, CephMaterial, CephPaths, CephState, Launch, OsdInfo, Target};
-use anyhow::{bail, Context};
+use super::{ceph, CephError, CephMaterial, CephPaths, CephState, Launch, OsdInfo, Target};
 use keel_cmd::child::{SpawnOptions, Supervised};
 use keel_cmd::CommandRunExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-fn set_phase(
-    state: &mut CephState,
-    dev: &Path,
-    phase: OsdPhase,
-    id: Option<u32>,
-) -> anyhow::Result<()> {
+type Result<T> = std::result::Result<T, CephError>;
+
+fn set_phase(state: &mut CephState, dev: &Path, phase: OsdPhase, id: Option<u32>) -> Result<()> {
     if let Some(r) = state.record_mut(dev) {
         r.phase = phase;
         if id.is_some() {
@@ -32,80 +28,25 @@ pub(crate) fn ensure(
     paths: &CephPaths,
     state: &mut CephState,
     t: &Target,
-) -> anyhow::Result<OsdInfo> {
-    if state.record(&t.device).is_none() {
-        let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid")
-            .context("making an OSD uuid")?
-            .trim()
-            .to_string();
-        let secret = Command::new("ceph-authtool")
-            .arg("--gen-print-key")
-            .run_get_string()
-            .context("making an OSD secret")?
-            .trim()
-            .to_string();
-        state.osds.push(OsdRecord {
-            device: t.device.clone(),
-            uuid,
-            secret,
-            id: None,
-            phase: OsdPhase::Planned,
-        });
-        state.save()?;
-    }
-    let rec = state
-        .record(&t.device)
-        .cloned()
-        .context("state record vanished")?;
+) -> Result<OsdInfo> {
+    let rec = plan(state, t)?;
     let dev = t.device.as_path();
     if t.wipe && rec.phase < OsdPhase::Wiped {
         tracing::warn!("wiping {} (allowed by the disk policy)", dev.display());
-        Command::new("wipefs").arg("-a").arg(dev).run()?;
+        wipe(dev)?;
         set_phase(state, dev, OsdPhase::Wiped, None)?;
     }
     let id = match rec.id {
         Some(id) => id,
         None => {
-            // `osd new` with the same uuid returns the same id: safe to repeat.
-            let secret_json = paths.file_dir().join(format!("osd-{}.json", rec.uuid));
-            keel_cmd::fs::write_atomic(
-                &secret_json,
-                serde_json::json!({ "cephx_secret": rec.secret })
-                    .to_string()
-                    .as_bytes(),
-                0o600,
-            )?;
-            let out = ceph(m, paths, &["osd", "new", &rec.uuid, "-i"])
-                .arg(&secret_json)
-                .run_get_string();
-            let _ = std::fs::remove_file(&secret_json);
-            let out = out.context("registering the OSD with the monitors")?;
-            let id: u32 = out
-                .trim()
-                .parse()
-                .with_context(|| format!("`ceph osd new` printed {out:?}"))?;
-            tracing::info!(id, uuid = %rec.uuid, "OSD registered");
+            let id = register(m, paths, &rec)?;
             set_phase(state, dev, OsdPhase::Registered, Some(id))?;
             id
         }
     };
     let data = paths.osd_dir(id);
-    let done_before = std::fs::read_to_string(data.join("fsid"))
-        .is_ok_and(|f| f.trim() == rec.uuid)
-        && data.join("ready").exists();
-    if rec.phase < OsdPhase::Formatted && !done_before {
-        if running(paths, id) {
-            bail!("osd.{id} runs but was never recorded as formatted; refusing to touch it");
-        }
-        if let Err(e) = mkfs(paths, &rec, t, id, &data) {
-            // A kill during an earlier mkfs leaves a half-made OSD that is
-            // ours (recorded): clear it and try once more.
-            tracing::warn!("mkfs of osd.{id} failed ({e:#}); clearing and retrying once");
-            clear_partial(t, &data)?;
-            mkfs(paths, &rec, t, id, &data)?;
-        }
-    }
     if rec.phase < OsdPhase::Formatted {
+        format(paths, &rec, t, id, &data)?;
         set_phase(state, dev, OsdPhase::Formatted, None)?;
     }
     if !running(paths, id) {
@@ -121,57 +62,150 @@ pub(crate) fn ensure(
     })
 }
 
-fn mkfs(
-    paths: &CephPaths,
-    rec: &OsdRecord,
-    t: &Target,
-    id: u32,
-    data: &Path,
-) -> anyhow::Result<()> {
-    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
-    keel_cmd::fs::write_atomic(
-        &data.join("keyring"),
-        format!("[osd.{id}]\n\tkey = {}\n", rec.secret).as_bytes(),
-        0o600,
-    )?;
-    if let Some(size) = t.file_size {
-        if let Some(dir) = t.device.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&t.device)
-            .with_context(|| format!("creating {}", t.device.display()))?;
-        f.set_len(size)?;
+/// The record for `t`, made (uuid and secret chosen, saved) if there is none.
+fn plan(state: &mut CephState, t: &Target) -> Result<OsdRecord> {
+    if state.record(&t.device).is_none() {
+        let uuid_src = Path::new("/proc/sys/kernel/random/uuid");
+        let uuid = std::fs::read_to_string(uuid_src)
+            .map_err(CephError::io("making an OSD uuid from", uuid_src))?
+            .trim()
+            .to_string();
+        let secret = Command::new("ceph-authtool")
+            .arg("--gen-print-key")
+            .run_get_string()
+            .map_err(CephError::tool("making an OSD secret"))?
+            .trim()
+            .to_string();
+        state.osds.push(OsdRecord {
+            device: t.device.clone(),
+            uuid,
+            secret,
+            id: None,
+            phase: OsdPhase::Planned,
+        });
+        state.save()?;
     }
-    let block = data.join("block");
-    if block.symlink_metadata().is_err() {
-        std::os::unix::fs::symlink(&t.device, &block).context("linking the OSD block")?;
-    }
-    osd_cmd(paths, id, data)
-        .args(["--mkfs", "--osd-uuid", &rec.uuid, "--no-mon-config"])
+    state
+        .record(&t.device)
+        .cloned()
+        .ok_or_else(|| CephError::Inconsistent("the OSD's state record vanished".into()))
+}
+
+fn wipe(dev: &Path) -> Result<()> {
+    Command::new("wipefs")
+        .arg("-a")
+        .arg(dev)
         .run()
-        .with_context(|| format!("ceph-osd --mkfs for osd.{id}"))?;
-    if paths.launch == Launch::Systemd {
-        Command::new("chown")
-            .args(["-R", "ceph:ceph"])
-            .arg(data)
-            .run()?;
-        Command::new("chown")
-            .arg("ceph:ceph")
-            .arg(&t.device)
-            .run()?;
+        .map_err(CephError::tool(format!("wiping {}", dev.display())))
+}
+
+/// `ceph osd new` with the planned uuid; returns the id the monitors gave.
+/// The same uuid returns the same id: safe to repeat after a kill.
+fn register(m: &CephMaterial, paths: &CephPaths, rec: &OsdRecord) -> Result<u32> {
+    let secret_json = paths.file_dir().join(format!("osd-{}.json", rec.uuid));
+    keel_cmd::fs::write_atomic(
+        &secret_json,
+        serde_json::json!({ "cephx_secret": rec.secret })
+            .to_string()
+            .as_bytes(),
+        0o600,
+    )
+    .map_err(CephError::io("writing", &secret_json))?;
+    let out = ceph(m, paths, &["osd", "new", &rec.uuid, "-i"])
+        .arg(&secret_json)
+        .run_get_string();
+    let _ = std::fs::remove_file(&secret_json);
+    let out = out.map_err(CephError::monitors("registering the OSD with the monitors"))?;
+    let id: u32 = out
+        .trim()
+        .parse()
+        .map_err(|_| CephError::Inconsistent(format!("`ceph osd new` printed {out:?}")))?;
+    tracing::info!(id, uuid = %rec.uuid, "OSD registered");
+    Ok(id)
+}
+
+/// `ceph-osd --mkfs`, unless an earlier run finished it (its fsid file
+/// names our uuid and it is marked ready).
+fn format(paths: &CephPaths, rec: &OsdRecord, t: &Target, id: u32, data: &Path) -> Result<()> {
+    let done_before = std::fs::read_to_string(data.join("fsid"))
+        .is_ok_and(|f| f.trim() == rec.uuid)
+        && data.join("ready").exists();
+    if done_before {
+        return Ok(());
+    }
+    if running(paths, id) {
+        return Err(CephError::Inconsistent(format!(
+            "osd.{id} runs but was never recorded as formatted; refusing to touch it"
+        )));
+    }
+    if let Err(e) = mkfs(paths, rec, t, id, data) {
+        // A kill during an earlier mkfs leaves a half-made OSD that is
+        // ours (recorded): clear it and try once more.
+        tracing::warn!(
+            "mkfs of osd.{id} failed ({:#}); clearing and retrying once",
+            anyhow::Error::new(e)
+        );
+        clear_partial(t, data)?;
+        mkfs(paths, rec, t, id, data)?;
     }
     Ok(())
 }
 
-fn clear_partial(t: &Target, data: &Path) -> anyhow::Result<()> {
+fn mkfs(paths: &CephPaths, rec: &OsdRecord, t: &Target, id: u32, data: &Path) -> Result<()> {
+    std::fs::create_dir_all(data).map_err(CephError::io("creating", data))?;
+    let keyring = data.join("keyring");
+    keel_cmd::fs::write_atomic(
+        &keyring,
+        format!("[osd.{id}]\n\tkey = {}\n", rec.secret).as_bytes(),
+        0o600,
+    )
+    .map_err(CephError::io("writing", &keyring))?;
+    if let Some(size) = t.file_size {
+        if let Some(dir) = t.device.parent() {
+            std::fs::create_dir_all(dir).map_err(CephError::io("creating", dir))?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&t.device)
+            .and_then(|f| f.set_len(size))
+            .map_err(CephError::io("creating", &t.device))?;
+    }
+    let block = data.join("block");
+    if block.symlink_metadata().is_err() {
+        std::os::unix::fs::symlink(&t.device, &block)
+            .map_err(CephError::io("linking the OSD block", &block))?;
+    }
+    osd_cmd(paths, id, data)
+        .args(["--mkfs", "--osd-uuid", &rec.uuid, "--no-mon-config"])
+        .run()
+        .map_err(CephError::tool(format!("ceph-osd --mkfs for osd.{id}")))?;
+    if paths.launch == Launch::Systemd {
+        give_to_ceph(&["-R"], data)?;
+        give_to_ceph(&[], &t.device)?;
+    }
+    Ok(())
+}
+
+/// `chown [flags] ceph:ceph path`: the OSD daemon runs as `ceph`.
+fn give_to_ceph(flags: &[&str], path: &Path) -> Result<()> {
+    Command::new("chown")
+        .args(flags)
+        .arg("ceph:ceph")
+        .arg(path)
+        .run()
+        .map_err(CephError::tool(format!(
+            "giving {} to ceph",
+            path.display()
+        )))
+}
+
+fn clear_partial(t: &Target, data: &Path) -> Result<()> {
     if t.file_size.is_some() {
         let _ = std::fs::remove_file(&t.device);
     } else {
-        Command::new("wipefs").arg("-a").arg(&t.device).run()?;
+        wipe(&t.device)?;
     }
     for f in [
         "fsid",
@@ -219,22 +253,25 @@ fn running(paths: &CephPaths, id: u32) -> bool {
     }
 }
 
-fn start(paths: &CephPaths, id: u32, data: &Path) -> anyhow::Result<()> {
+fn start(paths: &CephPaths, id: u32, data: &Path) -> Result<()> {
     match paths.launch {
         Launch::Systemd => Command::new("systemctl")
             .args(["enable", "--now", &format!("ceph-osd@{id}")])
             .run()
-            .with_context(|| format!("starting ceph-osd@{id}"))?,
+            .map_err(CephError::tool(format!("starting ceph-osd@{id}")))?,
         Launch::Spawn => {
-            std::fs::create_dir_all(paths.run_dir())?;
+            let run_dir = paths.run_dir();
+            std::fs::create_dir_all(&run_dir).map_err(CephError::io("creating", &run_dir))?;
             let opts = SpawnOptions::default()
                 .log_to(&log_file(paths, id))
                 .fresh_log();
             let osd = Supervised::spawn_with("ceph-osd", osd_cmd(paths, id, data).arg("-f"), &opts)
-                .context("starting ceph-osd")?;
+                .map_err(CephError::tool("starting ceph-osd"))?;
             // The OSD outlives the agent: it is found again by its PID file.
             let pid = osd.detach();
-            keel_cmd::fs::write_atomic(&pid_file(paths, id), pid.to_string().as_bytes(), 0o644)?;
+            let pid_path = pid_file(paths, id);
+            keel_cmd::fs::write_atomic(&pid_path, pid.to_string().as_bytes(), 0o644)
+                .map_err(CephError::io("writing", &pid_path))?;
             tracing::info!(id, pid, "ceph-osd started");
         }
     }
@@ -242,21 +279,21 @@ fn start(paths: &CephPaths, id: u32, data: &Path) -> anyhow::Result<()> {
 }
 
 /// Polls `ceph osd dump` (as the node key) until osd.`id` with `uuid` is up and in.
-fn wait_up_in(m: &CephMaterial, paths: &CephPaths, id: u32, uuid: &str) -> anyhow::Result<()> {
+fn wait_up_in(m: &CephMaterial, paths: &CephPaths, id: u32, uuid: &str) -> Result<()> {
     let t0 = Instant::now();
     loop {
         let dump: serde_json::Value = ceph(m, paths, &["osd", "dump", "--format", "json"])
             .run_get_json()
-            .context("reading the OSD map")?;
+            .map_err(CephError::monitors("reading the OSD map"))?;
         let me = dump["osds"]
             .as_array()
             .and_then(|a| a.iter().find(|o| o["osd"].as_u64() == Some(u64::from(id))));
         if let Some(o) = me {
             if o["uuid"].as_str().is_some_and(|u| u != uuid) {
-                bail!(
+                return Err(CephError::Inconsistent(format!(
                     "osd.{id} in the map has uuid {} but ours is {uuid}",
                     o["uuid"]
-                );
+                )));
             }
             if o["up"] == 1 && o["in"] == 1 {
                 tracing::info!(id, elapsed = ?t0.elapsed(), "OSD up and in");
@@ -264,13 +301,16 @@ fn wait_up_in(m: &CephMaterial, paths: &CephPaths, id: u32, uuid: &str) -> anyho
             }
         }
         if paths.launch == Launch::Spawn && !running(paths, id) {
-            bail!(
-                "ceph-osd {id} exited:\n{}",
-                keel_cmd::child::log_tail(&log_file(paths, id), 15)
-            );
+            return Err(CephError::OsdExited {
+                id,
+                log_tail: keel_cmd::child::log_tail(&log_file(paths, id), 15),
+            });
         }
         if t0.elapsed() > paths.up_timeout {
-            bail!("osd.{id} not up and in after {:?}", paths.up_timeout);
+            return Err(CephError::NotUpIn {
+                id,
+                after: paths.up_timeout,
+            });
         }
         std::thread::sleep(std::time::Duration::from_secs(1));
     }

@@ -2,9 +2,10 @@
 //! the last finished phase. Written atomically (temp file, fsync, rename)
 //! before and after every step, mode 0600 since it holds OSD secrets.
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+use super::CephError;
 
 /// How far an OSD got. Each phase is recorded after it finished.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -62,21 +63,28 @@ impl CephState {
     }
 
     /// Loads `path`, or an empty state bound to `path` when it does not exist.
-    pub fn load(path: &Path) -> anyhow::Result<CephState> {
+    pub fn load(path: &Path) -> Result<CephState, CephError> {
         let mut st = match std::fs::read_to_string(path) {
-            Ok(s) => CephState::parse(&s).with_context(|| format!("parsing {}", path.display()))?,
+            Ok(s) => CephState::parse(&s).map_err(|source| CephError::Parse {
+                what: format!("parsing {}", path.display()),
+                source,
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => CephState::default(),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            Err(e) => return Err(CephError::io("reading", path)(e)),
         };
         st.path = Some(path.to_path_buf());
         Ok(st)
     }
 
     /// Saves to the bound path (no-op for an unbound, in-memory state).
-    pub fn save(&self) -> anyhow::Result<()> {
+    pub fn save(&self) -> Result<(), CephError> {
         if let Some(p) = &self.path {
-            let json = serde_json::to_vec_pretty(self).context("serializing ceph state")?;
-            keel_cmd::fs::write_atomic(p, &json, 0o600).context("saving ceph state")?;
+            let json = serde_json::to_vec_pretty(self).map_err(|source| CephError::Parse {
+                what: "serializing ceph state".into(),
+                source,
+            })?;
+            keel_cmd::fs::write_atomic(p, &json, 0o600)
+                .map_err(CephError::io("saving ceph state to", p))?;
         }
         Ok(())
     }

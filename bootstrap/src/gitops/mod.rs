@@ -14,7 +14,6 @@
 //! refused too ([`verify_tree`]). The caller reports the running revision to
 //! keel-enroll with [`report::send`] (it holds the node key).
 
-pub mod apply;
 pub mod fetch;
 pub mod manifest;
 pub mod report;
@@ -24,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use apply::{Releases, SyncState};
+pub use releases::{Releases, SyncState};
 pub use verify::TrustRoot;
 
 /// Errors from a sync.
@@ -43,6 +42,15 @@ pub enum GitopsError {
     Fetch {
         url: String,
         reference: String,
+        #[source]
+        source: keel_cmd::CmdError,
+    },
+    #[error("the Git server of {url} is unreachable ({reach}); fetching {reference}: {source}")]
+    Unreachable {
+        url: String,
+        reference: String,
+        /// Why a TCP connection to the server did not open.
+        reach: std::io::Error,
         #[source]
         source: keel_cmd::CmdError,
     },
@@ -112,6 +120,16 @@ pub enum GitopsError {
     KnownBad { rev: String },
     #[error("reporting to keel-enroll: {0}")]
     Report(String),
+}
+
+impl GitopsError {
+    /// True when trying again later can help: the Git server could not be
+    /// reached at all (no route, refused, DNS, timeout). A server that
+    /// answers and refuses (unknown ref, TLS, authentication), a bundle that
+    /// fails its checks and local trouble need a change first.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, GitopsError::Unreachable { .. })
+    }
 }
 
 /// Client certificate for mTLS to the Git server.
@@ -193,9 +211,10 @@ impl SyncConfig {
 }
 
 mod check;
-mod run;
+pub mod releases;
+mod sync;
 pub use check::{verify_tree, Expected};
-pub use run::{apply_latest, sync, SyncOutcome};
+pub use sync::{apply_latest, sync, SyncOutcome};
 
 #[cfg(test)]
 mod tests {

@@ -1,9 +1,9 @@
 //! One sync run: fetch, verify, switch, health-check (roll back on failure),
 //! persist, report.
 
-use super::apply::{health_check, Releases};
 use super::check::{verify_tree, Expected};
 use super::fetch::{extract, fetch};
+use super::releases::{health_check, Releases};
 use super::verify::TrustRoot;
 use super::{GitopsError, SyncConfig};
 

@@ -1,6 +1,6 @@
-//! What each subcommand does: `run` (seed → apply → state machine),
-//! `status`, `seed check`, and the timer entry points `renew` and `sync`.
-//! Exit codes are chosen here (see [`exit_code`]).
+//! What each subcommand does: `run` (seed → configure the root → the
+//! first-boot state machine), `status`, `seed check`, and the timer entry
+//! points `renew` and `sync`. Exit codes are chosen here (see [`exit_code`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,12 +8,15 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::cli::{CheckArgs, Cli, Command, RunArgs, SeedCommand, StatusArgs, TimerArgs};
-use crate::enroll::EnrollStep;
-use crate::machine::{self, Backoff, Ctx, MachineError, Step, StepError};
-use crate::progress::Progress;
-use crate::seed::{check, locate, SeedError};
-use crate::state::{State, StateDir};
-use crate::steps::{self, AcmeStep, CephStep, FinishStep, GitopsStep};
+use crate::firstboot::acme::{AcmeStep, ACME_CONFIG};
+use crate::firstboot::ceph::{ceph_paths, CephStep};
+use crate::firstboot::enroll::EnrollStep;
+use crate::firstboot::finish::{own_usage, FinishStep};
+use crate::firstboot::gitops::{report_applied, GitopsStep, SYNC_CONFIG};
+use crate::firstboot::{
+    self, Backoff, Ctx, MachineError, Persisted, Progress, State, StateDir, Step, StepError,
+};
+use crate::seed::{check, locate, Seed, SeedError};
 
 /// Exit code: a step failed for good (e.g. enrollment rejected); retrying
 /// will not help until a person acts. The unit does not restart on it.
@@ -42,7 +45,7 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
 /// Dispatches a subcommand.
 pub fn main(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Run(a) => run(a),
+        Command::Run(a) => first_boot(a),
         Command::Status(a) => status(a),
         Command::Renew(a) => renew(a),
         Command::Sync(a) => sync(a),
@@ -52,7 +55,7 @@ pub fn main(cli: Cli) -> Result<()> {
     }
 }
 
-fn run(a: RunArgs) -> Result<()> {
+fn first_boot(a: RunArgs) -> Result<()> {
     let sd = StateDir(a.common.state_dir.clone());
     let progress = Progress::new(a.console.as_deref());
     progress.ready();
@@ -61,32 +64,7 @@ fn run(a: RunArgs) -> Result<()> {
         progress.status("first boot already complete; nothing to do");
         return Ok(());
     }
-    let found = match locate::locate(a.seed.as_deref(), &a.root) {
-        Ok(f) => f,
-        Err(e) => {
-            progress.problem(&format!("{e}"));
-            return Err(e.into());
-        }
-    };
-    let seed = found.seed;
-    // Refuse a seed that cannot enroll before changing anything.
-    if let Err(e) = seed.keel() {
-        for w in &seed.warnings {
-            tracing::warn!("{w}");
-        }
-        progress.problem(&format!("{e}"));
-        return Err(e.into());
-    }
-    progress.status(&format!(
-        "seed {} from {}",
-        seed.meta.instance_id,
-        found.source.display()
-    ));
-    if p.seed_applied.as_deref() != Some(seed.meta.instance_id.as_str()) {
-        crate::apply::apply(&seed, &a.root).context("applying the seed")?;
-        p.seed_applied = Some(seed.meta.instance_id.clone());
-        sd.save(&p)?;
-    }
+    let seed = configure_once(&a, &sd, &mut p, &progress)?;
     let tcti = a
         .tcti
         .clone()
@@ -104,7 +82,7 @@ fn run(a: RunArgs) -> Result<()> {
             event_log: a.event_log.clone(),
         }),
         Box::new(CephStep {
-            paths: steps::ceph_paths(&a.root, a.spawn_osds, &a.osd_options)?,
+            paths: ceph_paths(&a.root, a.spawn_osds, &a.osd_options)?,
         }),
         Box::new(AcmeStep {
             http01_listen: a.http01_listen,
@@ -116,12 +94,12 @@ fn run(a: RunArgs) -> Result<()> {
         initial: Duration::from_millis(a.backoff_initial_ms),
         max: Duration::from_millis(a.backoff_max_ms),
     };
-    match machine::run(&ctx, &mut steps, backoff) {
+    match firstboot::run(&ctx, &mut steps, backoff) {
         Ok(_) => {
             progress.status(
                 "first boot complete: node enrolled, Ceph joined, certified, bundle applied",
             );
-            if let Some(u) = steps::own_usage() {
+            if let Some(u) = own_usage() {
                 tracing::info!("agent resource use (this process only): {u}");
             }
             Ok(())
@@ -131,6 +109,42 @@ fn run(a: RunArgs) -> Result<()> {
             Err(e.into())
         }
     }
+}
+
+/// Finds the seed, refuses one that cannot enroll before changing anything,
+/// and configures the root from it unless this seed was applied already.
+fn configure_once(
+    a: &RunArgs,
+    sd: &StateDir,
+    p: &mut Persisted,
+    progress: &Progress,
+) -> Result<Seed> {
+    let found = match locate::locate(a.seed.as_deref(), &a.root) {
+        Ok(f) => f,
+        Err(e) => {
+            progress.problem(&format!("{e}"));
+            return Err(e.into());
+        }
+    };
+    let seed = found.seed;
+    if let Err(e) = seed.keel() {
+        for w in &seed.warnings {
+            tracing::warn!("{w}");
+        }
+        progress.problem(&format!("{e}"));
+        return Err(e.into());
+    }
+    progress.status(&format!(
+        "seed {} from {}",
+        seed.meta.instance_id,
+        found.source.display()
+    ));
+    if p.seed_applied.as_deref() != Some(seed.meta.instance_id.as_str()) {
+        crate::configure::apply_seed(&seed, &a.root).context("applying the seed")?;
+        p.seed_applied = Some(seed.meta.instance_id.clone());
+        sd.save(p)?;
+    }
+    Ok(seed)
 }
 
 fn status(a: StatusArgs) -> Result<()> {
@@ -175,7 +189,7 @@ fn config_path(a: &TimerArgs, name: &str) -> PathBuf {
 }
 
 fn renew(a: TimerArgs) -> Result<()> {
-    let path = config_path(&a, steps::ACME_CONFIG);
+    let path = config_path(&a, ACME_CONFIG);
     let cfg = crate::acme::AcmeConfig::load(&path)
         .with_context(|| format!("loading {}", path.display()))?;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -189,7 +203,7 @@ fn renew(a: TimerArgs) -> Result<()> {
 }
 
 fn sync(a: TimerArgs) -> Result<()> {
-    let path = config_path(&a, steps::SYNC_CONFIG);
+    let path = config_path(&a, SYNC_CONFIG);
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let cfg = crate::gitops::SyncConfig::parse(&text).context("parsing the sync config")?;
@@ -200,7 +214,7 @@ fn sync(a: TimerArgs) -> Result<()> {
         .block_on(crate::gitops::sync(&cfg))
         .context("syncing the bundle")?;
     println!("{out:?}");
-    if let Err(e) = rt.block_on(steps::report_applied(&a.common.state_dir, &out)) {
+    if let Err(e) = rt.block_on(report_applied(&a.common.state_dir, &out)) {
         tracing::warn!("reporting revision {} to keel-enroll: {e:#}", out.rev());
     }
     Ok(())

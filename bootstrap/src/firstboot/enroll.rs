@@ -20,7 +20,7 @@ use keel_attest::client::{ClientError, EnrollClient};
 use keel_attest::node::{self, AkAlg, EkAlg, NodeIdentityInput, NodeTpm};
 use keel_attest::protocol::{Decision, JoinMaterial, NodeClaims, ReleaseRef, StartResponse};
 
-use crate::machine::{Ctx, Step, StepError};
+use super::{runtime, Ctx, Step, StepError};
 use crate::seed::KeelConfig;
 use keel_cmd::fs::write_atomic;
 
@@ -131,11 +131,7 @@ impl Step for EnrollStep {
 
         // The client is async (reqwest); the agent is otherwise synchronous,
         // so one small current-thread runtime serves the two calls.
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the HTTP runtime")
-            .map_err(StepError::Other)?;
+        let rt = runtime().map_err(StepError::Other)?;
         let challenge = match rt.block_on(client.start(&req)).map_err(client_error)? {
             StartResponse::Challenge(c) => c,
             StartResponse::Decision(d) => return decision(ctx, d, &key_pem),

@@ -1,5 +1,5 @@
-//! Applies the seed's standard cloud-config keys to a target root
-//! (`/` on a node, a temp dir in tests): hostname, users and SSH keys,
+//! Configuring the target root (`/` on a node, a temp dir in tests) from
+//! the seed's standard cloud-config keys: hostname, users and SSH keys,
 //! write_files, timezone, NTP and systemd-networkd files.
 //!
 //! Everything is idempotent except `write_files` with `append: true`, which
@@ -25,7 +25,7 @@ pub use users::apply_users;
 /// is I/O, and an owner naming an account the image lacks (a [`SeedError`]).
 ///
 /// [`SeedError`]: crate::seed::SeedError
-pub fn apply(seed: &Seed, root: &Path) -> Result<()> {
+pub fn apply_seed(seed: &Seed, root: &Path) -> Result<()> {
     for w in &seed.warnings {
         tracing::warn!("{w}");
     }

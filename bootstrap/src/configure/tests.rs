@@ -115,7 +115,11 @@ fn write_files_modes_owners_append() {
         let e = write_files(root.path(), std::slice::from_ref(&b))
             .context("writing write_files")
             .expect_err(&b.path);
-        assert_eq!(crate::run::exit_code(&e), crate::run::EXIT_SEED, "{e:#}");
+        assert_eq!(
+            crate::commands::exit_code(&e),
+            crate::commands::EXIT_SEED,
+            "{e:#}"
+        );
     }
     let e = write_files(
         root.path(),
@@ -170,7 +174,7 @@ ntp: {servers: [ntp1.example], pools: [pool.example]}
     )
     .expect("seed");
     for _ in 0..2 {
-        apply(&seed, r).expect("applies (twice: idempotent)");
+        apply_seed(&seed, r).expect("applies (twice: idempotent)");
     }
     let read = |p: &str| std::fs::read_to_string(r.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
     assert_eq!(read("etc/hostname"), "node1\n");

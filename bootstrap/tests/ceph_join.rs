@@ -1,9 +1,18 @@
-//! Join tests against the real test cluster (keel-testbed) and real loop devices.
+//! Joining Ceph against the real test cluster (keel-testbed) and real loop
+//! devices: file-backed and block-device OSDs, reruns after a kill, refusals.
+//! Needs root and the Ceph tools; says SKIP otherwise.
 
-use super::*;
+use keel_bootstrap::ceph::{
+    ceph, disk, join, load_state, write_config, CephError, CephMaterial, CephPaths, CephState,
+    Launch, OsdPhase, OsdRecord,
+};
+use keel_bootstrap::seed::DiskPolicy;
+use keel_cmd::CommandRunExt;
 use keel_testbed::CephCluster;
-use std::path::Path;
-use std::time::Instant;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// A node key made like keel-enroll's issuer does (same caps).
 fn material(c: &CephCluster, node: &str) -> CephMaterial {
@@ -332,26 +341,64 @@ fn blank_loop_device_becomes_an_osd() {
     assert_eq!(join(m, &policy, paths, &mut st2).expect("rerun"), osds);
 }
 
-#[test]
-fn conf_and_keyring_render() {
+/// Joins with a node key `key_name` (never issued) against monitors at
+/// `mon_host`: the error, and whether anything was planned.
+fn join_with_unknown_key(fsid: &str, mon_host: &str, key_name: &str) -> (CephError, bool) {
+    let root = tempfile::tempdir().expect("root");
     let m = CephMaterial {
-        fsid: "fs".into(),
-        mon_host: "[v2:1.2.3.4:3300]".into(),
+        fsid: fsid.into(),
+        mon_host: mon_host.into(),
         conf: String::new(),
-        key_name: "client.keel-n".into(),
-        key: "AQk=".into(),
+        key_name: key_name.into(),
+        key: "AQBz0Z1lAAAAABAAHlKsZ1q1p2m2T3e3XGqAaQ==".into(),
         caps: BTreeMap::new(),
     };
-    assert_eq!(
-        render_conf(&m, &[]),
-        "[global]\n\tfsid = fs\n\tmon_host = [v2:1.2.3.4:3300]\n"
+    let policy = DiskPolicy {
+        devices: vec![],
+        allow_wipe: false,
+        file_backed_gib: Some(1),
+    };
+    let mut st = CephState::default();
+    let e = join(&m, &policy, &test_paths(root.path()), &mut st).expect_err("must fail");
+    (e, st.osds.is_empty())
+}
+
+/// A node whose monitors do not answer waits for them: the error is transient.
+#[test]
+fn unreachable_monitors_are_transient() {
+    if keel_testbed::skip_unless(&["ceph"]) {
+        return;
+    }
+    let port = keel_testbed::free_port().expect("port");
+    let (e, nothing_planned) = join_with_unknown_key(
+        "00000000-0000-4000-8000-000000000001",
+        &format!("127.0.0.1:{port}"),
+        "client.keel-unreachable",
     );
     assert!(
-        render_conf(&m, &[("log file".into(), "/x".into())]).ends_with("[osd]\n\tlog file = /x\n")
+        nothing_planned,
+        "nothing planned before the monitors answer"
     );
-    assert_eq!(render_keyring(&m), "[client.keel-n]\n\tkey = AQk=\n");
-    // Same JSON shape as keel-attest's CephJoin.
-    let j = r#"{"fsid":"a","mon-host":"b","conf":"c","key-name":"d","key":"e","caps":{"mon":"profile bootstrap-osd"}}"#;
-    let back: CephMaterial = serde_json::from_str(j).expect("parse");
-    assert_eq!(back.caps["mon"], "profile bootstrap-osd");
+    assert!(
+        matches!(e, CephError::Monitors { .. }) && e.is_transient(),
+        "{:#}",
+        anyhow::Error::new(e)
+    );
+}
+
+/// Monitors that answer and refuse the node's key: waiting would not help.
+#[test]
+fn refused_key_is_not_transient() {
+    if keel_testbed::skip_unless_root_and(&["ceph"]) {
+        return;
+    }
+    let Some(c) = keel_testbed::or_skip(CephCluster::shared()) else {
+        return;
+    };
+    let (e, _) = join_with_unknown_key(c.fsid(), c.mon_host(), "client.keel-never-issued");
+    assert!(
+        matches!(e, CephError::Monitors { .. }) && !e.is_transient(),
+        "{:#}",
+        anyhow::Error::new(e)
+    );
 }
