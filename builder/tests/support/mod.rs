@@ -7,7 +7,12 @@ pub mod release;
 
 /// Prints a skip line and returns true when `tool` is not on PATH.
 pub fn skip_without(test: &str, tool: &str) -> bool {
-    let found = keel_cmd::which(tool).is_some();
+    // A path names a file the test reads (the EFI stub), not a program.
+    let found = if tool.contains('/') {
+        std::path::Path::new(tool).is_file()
+    } else {
+        keel_cmd::which(tool).is_some()
+    };
     if !found {
         keel_testbed::report_skip(format_args!(
             "{test}: {tool} is not installed (./setup.sh installs it)"
