@@ -234,19 +234,7 @@ pub fn spdx_license_id(debian: &str) -> String {
         "unicode-dfs-2016" => Some("Unicode-DFS-2016".into()),
         _ => None,
     };
-    known.unwrap_or_else(|| {
-        let clean: String = n
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .collect();
-        format!("LicenseRef-{clean}")
-    })
+    known.unwrap_or_else(|| format!("LicenseRef-{}", super::spdx_idstring(n)))
 }
 
 /// Reads the package database of the tree at `root` and fills in `.deb`

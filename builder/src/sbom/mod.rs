@@ -103,6 +103,21 @@ pub fn rfc3339(epoch: i64) -> String {
 }
 
 /// Splits `Name <mail>` into its parts.
+/// `s` with every character SPDX does not allow in an identifier
+/// (letters, digits, `.`, `-`) replaced by `-`: for `SPDXRef-...` and
+/// `LicenseRef-...`.
+fn spdx_idstring(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
 fn split_maintainer(m: &str) -> (String, Option<String>) {
     match m.split_once('<') {
         Some((n, rest)) => (

@@ -12,17 +12,7 @@ use super::dpkg::{resolve_depends, Package};
 use super::{content_digest, purl, split_maintainer, Binary, Inventory};
 
 fn spdx_id(kind: &str, name: &str) -> String {
-    let clean: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    format!("SPDXRef-{kind}-{clean}")
+    format!("SPDXRef-{kind}-{}", super::spdx_idstring(name))
 }
 
 fn pkg_ref(p: &Package) -> String {
