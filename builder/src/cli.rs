@@ -206,3 +206,26 @@ mod tests {
         Cli::command().debug_assert();
     }
 }
+
+/// The whole `keel` program: parse the command line, set up logging, run,
+/// report the error with its causes, and return the exit code
+/// [`crate::exit`] documents. The `keel` binary and the VM tests' copy of
+/// it (`keel-test-cli`) are this one function.
+pub fn main() -> std::process::ExitCode {
+    // A usage error exits here with clap's code 2 (exit::Code::Usage).
+    let cli = Cli::parse();
+    keel_cmd::logging::init(&keel_cmd::logging::Options {
+        verbose: cli.verbose,
+        ..Default::default()
+    });
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            std::process::ExitCode::from(crate::exit::code_of(&err).value())
+        }
+    }
+}

@@ -1,25 +1,5 @@
-//! `keel`: parse the command line, set up logging, run, report errors, and
-//! exit with the code [`keel_builder::exit`] documents.
-use std::process::ExitCode;
-
-use clap::Parser;
-use keel_builder::cli::{self, Cli};
-
-fn main() -> ExitCode {
-    // A usage error exits here with clap's code 2 (exit::Code::Usage).
-    let cli = Cli::parse();
-    keel_cmd::logging::init(&keel_cmd::logging::Options {
-        verbose: cli.verbose,
-        ..Default::default()
-    });
-    match cli::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err}");
-            for cause in err.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
-            ExitCode::from(keel_builder::exit::code_of(&err).value())
-        }
-    }
+//! `keel`: the program is [`keel_builder::cli::main`] (parse, log, run,
+//! exit with the code [`keel_builder::exit`] documents).
+fn main() -> std::process::ExitCode {
+    keel_builder::cli::main()
 }
