@@ -149,39 +149,12 @@ pub fn commit_release(
         seconds: 0.0,
     };
     if let Some(head) = &parent {
-        let (c, _) = repo.load_commit(head)?;
-        if super::commit_meta(&c, meta::MANIFEST_SHA256).as_deref() == Some(&manifest_sha) {
-            report.commit = head.clone();
-            report.parent = ostree::commit_get_parent(&c).map(|s| s.to_string());
-            report.uki_path = super::commit_meta(&c, meta::UKI_PATH).unwrap_or_default();
-            report.uki_esp_name = super::commit_meta(&c, meta::UKI_ESP_NAME).unwrap_or_default();
-            report.unchanged = true;
+        if same_release_at_head(&repo, head, &manifest_sha, &mut report)? {
             report.seconds = started.elapsed().as_secs_f64();
             return Ok(report);
         }
     }
-    let ukis: Vec<String> = extract::find_by_sha256(&opened.esp, &v.uki_sha256)?
-        .into_iter()
-        .filter(|p| p.starts_with("/EFI/Linux/"))
-        .collect();
-    let Some(uki_rel) = ukis.first() else {
-        bail!("the image's ESP has no UKI under /EFI/Linux with the release's UKI digest {}: the raw image and the .efi artifact disagree", v.uki_sha256);
-    };
-    // The ESP's UKI file name carries the verity root hash, so it changes
-    // with every release; under a fixed name libostree sees one modified
-    // file and bsdiffs it (a few KiB) instead of sending a new 50 MB file.
-    let esp_name = uki_rel.rsplit('/').next().unwrap_or_default().to_string();
-    let fixed = format!("/EFI/Linux/{}.efi", m.image.name);
-    if *uki_rel != fixed {
-        let dest = opened.esp.join(fixed.trim_start_matches('/'));
-        if dest.exists() {
-            bail!("the ESP has both {uki_rel} and {fixed}: which UKI boots is ambiguous");
-        }
-        std::fs::rename(opened.esp.join(uki_rel.trim_start_matches('/')), &dest)
-            .context("renaming the UKI in the ESP copy")?;
-    }
-    report.uki_path = format!("/boot{fixed}");
-    report.uki_esp_name = esp_name;
+    (report.uki_path, report.uki_esp_name) = stage_uki(&opened, &v.uki_sha256, &m.image.name)?;
     for d in ["boot", "efi"] {
         let p = opened.root.join(d);
         if p.is_dir() && std::fs::read_dir(&p)?.next().is_some() {
@@ -192,33 +165,9 @@ pub fn commit_release(
     let epoch = u64::try_from(m.build.source_date_epoch)
         .context("the release's SOURCE_DATE_EPOCH is negative")?;
     let subject = format!("{} {}", m.image.name, m.image.version);
-    let tx = repo.auto_transaction(gio::Cancellable::NONE)?;
-    let mtree = ostree::MutableTree::new();
     tracing::info!(release = %release_dir.display(), "writing the root tree into the repository");
-    repo.write_directory_to_mtree(
-        &gio::File::for_path(&opened.root),
-        &mtree,
-        None,
-        gio::Cancellable::NONE,
-    )
-    .context("writing the root tree (a device node or socket in the image?)")?;
-    let boot = mtree.ensure_dir("boot")?;
-    let boot_meta = boot.metadata_checksum();
-    repo.write_directory_to_mtree(
-        &gio::File::for_path(&opened.esp),
-        &boot,
-        None,
-        gio::Cancellable::NONE,
-    )
-    .context("writing the ESP's files under /boot")?;
-    if !boot_meta.is_empty() {
-        // /boot keeps the root partition's own directory metadata.
-        boot.set_metadata_checksum(&boot_meta);
-    }
-    let root = repo.write_mtree(&mtree, gio::Cancellable::NONE)?;
-    let root = root
-        .downcast::<ostree::RepoFile>()
-        .map_err(|_| anyhow::anyhow!("libostree returned no repository file for the tree"))?;
+    let tx = repo.auto_transaction(gio::Cancellable::NONE)?;
+    let root = write_tree(&repo, &opened)?;
     let checksum = repo
         .write_commit_with_time(
             parent.as_deref(),
@@ -245,6 +194,87 @@ pub fn commit_release(
     report.commit = checksum;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// When the ref's head `head` already carries this release (same manifest
+/// digest), fills `report` from it and returns true: committing the
+/// release that is already the head changes nothing.
+fn same_release_at_head(
+    repo: &ostree::Repo,
+    head: &str,
+    manifest_sha: &str,
+    report: &mut CommitReport,
+) -> anyhow::Result<bool> {
+    let (c, _) = repo.load_commit(head)?;
+    if super::commit_meta(&c, meta::MANIFEST_SHA256).as_deref() != Some(manifest_sha) {
+        return Ok(false);
+    }
+    report.commit = head.to_string();
+    report.parent = ostree::commit_get_parent(&c).map(|s| s.to_string());
+    report.uki_path = super::commit_meta(&c, meta::UKI_PATH).unwrap_or_default();
+    report.uki_esp_name = super::commit_meta(&c, meta::UKI_ESP_NAME).unwrap_or_default();
+    report.unchanged = true;
+    Ok(true)
+}
+
+/// Finds the release's UKI (by digest) in the ESP copy and gives it the
+/// fixed name `/EFI/Linux/IMAGE.efi`; returns its path in the commit
+/// (`/boot/EFI/Linux/IMAGE.efi`) and its name on the ESP.
+fn stage_uki(
+    opened: &extract::Opened,
+    uki_sha256: &str,
+    image: &str,
+) -> anyhow::Result<(String, String)> {
+    let ukis: Vec<String> = extract::find_by_sha256(&opened.esp, uki_sha256)?
+        .into_iter()
+        .filter(|p| p.starts_with("/EFI/Linux/"))
+        .collect();
+    let Some(uki_rel) = ukis.first() else {
+        bail!("the image's ESP has no UKI under /EFI/Linux with the release's UKI digest {uki_sha256}: the raw image and the .efi artifact disagree");
+    };
+    // The ESP's UKI file name carries the verity root hash, so it changes
+    // with every release; under a fixed name libostree sees one modified
+    // file and bsdiffs it (a few KiB) instead of sending a new 50 MB file.
+    let esp_name = uki_rel.rsplit('/').next().unwrap_or_default().to_string();
+    let fixed = format!("/EFI/Linux/{image}.efi");
+    if *uki_rel != fixed {
+        let dest = opened.esp.join(fixed.trim_start_matches('/'));
+        if dest.exists() {
+            bail!("the ESP has both {uki_rel} and {fixed}: which UKI boots is ambiguous");
+        }
+        std::fs::rename(opened.esp.join(uki_rel.trim_start_matches('/')), &dest)
+            .context("renaming the UKI in the ESP copy")?;
+    }
+    Ok((format!("/boot{fixed}"), esp_name))
+}
+
+/// Writes the root tree, with the ESP's files under /boot, into the
+/// repository (inside the caller's transaction); returns the tree's root.
+fn write_tree(repo: &ostree::Repo, opened: &extract::Opened) -> anyhow::Result<ostree::RepoFile> {
+    let mtree = ostree::MutableTree::new();
+    repo.write_directory_to_mtree(
+        &gio::File::for_path(&opened.root),
+        &mtree,
+        None,
+        gio::Cancellable::NONE,
+    )
+    .context("writing the root tree (a device node or socket in the image?)")?;
+    let boot = mtree.ensure_dir("boot")?;
+    let boot_meta = boot.metadata_checksum();
+    repo.write_directory_to_mtree(
+        &gio::File::for_path(&opened.esp),
+        &boot,
+        None,
+        gio::Cancellable::NONE,
+    )
+    .context("writing the ESP's files under /boot")?;
+    if !boot_meta.is_empty() {
+        // /boot keeps the root partition's own directory metadata.
+        boot.set_metadata_checksum(&boot_meta);
+    }
+    let root = repo.write_mtree(&mtree, gio::Cancellable::NONE)?;
+    root.downcast::<ostree::RepoFile>()
+        .map_err(|_| anyhow::anyhow!("libostree returned no repository file for the tree"))
 }
 
 /// The commit's metadata dictionary (`a{sv}`, string values).
