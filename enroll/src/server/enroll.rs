@@ -16,9 +16,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use keel_attest::protocol::{
     Decision, EnrollInfo, FinishRequest, JoinMaterial, NodeIdentity, PcrBank, PcrSelection,
-    RejectCode, RejectReason, StartRequest, StartResponse,
+    RejectCode, RejectReason, ReleaseRef, StartRequest, StartResponse,
 };
-use keel_attest::verify::{SessionSecrets, VerifyError};
+use keel_attest::verify::{SessionSecrets, StartEvidence, VerifyError};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
@@ -118,7 +118,8 @@ fn entry(app: &App, action: &str) -> Entry {
     }
 }
 
-/// Handles a start request.
+/// Handles a start request: parse, check the ids, verify the EK, check
+/// admission, gate the release, then open a session with its challenge.
 pub async fn start(State(app): State<Arc<App>>, body: Bytes) -> Response {
     let mut audit = entry(&app, "enroll-start");
     let req: StartRequest = match serde_json::from_slice(&body) {
@@ -140,13 +141,31 @@ pub async fn start(State(app): State<Arc<App>>, body: Bytes) -> Response {
         let msg = "host name and store id must be 1-63 characters of a-z, 0-9 and '-'".to_string();
         return refuse(&app, audit, RejectCode::MalformedRequest, msg, true).await;
     }
-    let ev = app.verifier.verify_start(&req);
-    let ev = match ev {
+    let ev = match app.verifier.verify_start(&req) {
         Ok(ev) => ev,
         Err(e) => return refuse(&app, audit, e.code(), e.to_string(), true).await,
     };
     audit.ek_sha256 = ev.ek_sha256.clone();
-    let claim = Claim {
+    let claim = claim_of(&app, &req, &ev);
+    let t0 = now();
+    match app.store.precheck(&claim, t0.unix_timestamp()).await {
+        Ok(o) => {
+            if let Verdict::Reject(code, msg) = o.verdict {
+                return refuse(&app, audit, code, msg, true).await;
+            }
+        }
+        Err(e) => return internal(e),
+    }
+    let pcrs = match release_pcrs(&app, &claim.store_id, &req.claims.release) {
+        Ok(p) => p,
+        Err((code, msg)) => return refuse(&app, audit, code, msg, true).await,
+    };
+    open_session(&app, audit, req, &ev, claim, pcrs, t0).await
+}
+
+/// What the start request claims, as admission sees it.
+fn claim_of(app: &App, req: &StartRequest, ev: &StartEvidence) -> Claim {
+    Claim {
         node_id: req.claims.hostname.clone(),
         store_id: req.claims.store_id.clone(),
         ek_sha256: ev.ek_sha256.clone(),
@@ -164,40 +183,53 @@ pub async fn start(State(app): State<Arc<App>>, body: Bytes) -> Response {
                 serial,
             }),
         require_approval: app.requires_approval(&req.claims.store_id),
-    };
-    let t0 = now();
-    match app.store.precheck(&claim, t0.unix_timestamp()).await {
-        Ok(o) => {
-            if let Verdict::Reject(code, msg) = o.verdict {
-                return refuse(&app, audit, code, msg, true).await;
-            }
-        }
-        Err(e) => return internal(e),
     }
-    let release = req.claims.release.clone();
-    if !app.verifier.policy.knows(&release) {
+}
+
+/// The PCRs to quote for `release` in `store`, or why the release is
+/// refused: unknown here, below a minimum or withdrawn, or constraining no
+/// PCR. Every constrained PCR plus firmware and Secure Boot state; a release
+/// without constrained PCRs never loads, and is refused if it got here.
+fn release_pcrs(
+    app: &App,
+    store: &str,
+    release: &ReleaseRef,
+) -> Result<Vec<u8>, (RejectCode, String)> {
+    if !app.verifier.policy.knows(release) {
         let msg = format!(
             "release {} {} has no reference values here",
             release.name, release.version
         );
-        return refuse(&app, audit, RejectCode::UnknownRelease, msg, true).await;
+        return Err((RejectCode::UnknownRelease, msg));
     }
-    if let Err(msg) = app.gate.check(&claim.store_id, &release) {
-        return refuse(&app, audit, RejectCode::ReleaseDenied, msg, true).await;
-    }
-    // Every constrained PCR plus firmware and Secure Boot state; a release
-    // without constrained PCRs never loads, and is refused if it got here.
-    let Some(pcrs) = app.verifier.policy.selection_for(&release) else {
+    app.gate
+        .check(store, release)
+        .map_err(|msg| (RejectCode::ReleaseDenied, msg))?;
+    app.verifier.policy.selection_for(release).ok_or_else(|| {
         let msg = format!(
             "release {} {} constrains no PCR",
             release.name, release.version
         );
-        return refuse(&app, audit, RejectCode::PcrPolicy, msg, true).await;
-    };
+        (RejectCode::PcrPolicy, msg)
+    })
+}
+
+/// Makes the challenge, stores the session (secrets as the verifier keeps
+/// them) and answers with the challenge.
+async fn open_session(
+    app: &App,
+    audit: Entry,
+    req: StartRequest,
+    ev: &StartEvidence,
+    claim: Claim,
+    pcrs: Vec<u8>,
+    t0: OffsetDateTime,
+) -> Response {
+    let release = req.claims.release.clone();
     let session_id = hex::encode(rand::random::<[u8; 16]>());
     let expires = t0 + time::Duration::seconds(app.session_ttl);
     let made = app.verifier.challenge(
-        &ev,
+        ev,
         session_id.clone(),
         PcrSelection {
             bank: PcrBank::Sha256,
@@ -209,7 +241,7 @@ pub async fn start(State(app): State<Arc<App>>, body: Bytes) -> Response {
     );
     let (challenge, secrets) = match made {
         Ok(v) => v,
-        Err(e) => return refuse(&app, audit, e.code(), e.to_string(), true).await,
+        Err(e) => return refuse(app, audit, e.code(), e.to_string(), true).await,
     };
     let secrets_json = match serde_json::to_string(&secrets) {
         Ok(s) => s,
