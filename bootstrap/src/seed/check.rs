@@ -193,104 +193,86 @@ pub fn render_text(r: &Report) -> String {
     for w in &r.warnings {
         out += &format!("warning: {w}\n");
     }
-    let Some(s) = &r.summary else {
-        return out;
-    };
-    let none = || "-".to_string();
-    let mut line = |k: &str, v: String| out += &format!("  {k:<10} {v}\n");
-    line("instance", s.instance_id.clone());
-    line(
-        "hostname",
-        match (&s.hostname, &s.fqdn) {
-            (Some(h), Some(f)) => format!("{h} ({f})"),
-            (Some(h), None) => h.clone(),
-            _ => "(unchanged)".into(),
-        },
-    );
-    let users: Vec<String> = s
-        .users
-        .iter()
-        .map(|u| {
-            let mut d = u.name.clone();
-            if !u.groups.is_empty() {
-                d += &format!(" [{}]", u.groups.join(","));
-            }
-            if u.sudo {
-                d += " sudo";
-            }
-            if u.ssh_keys > 0 {
-                d += &format!(" {} key(s)", u.ssh_keys);
-            }
-            d
-        })
-        .collect();
-    line(
-        "users",
-        if users.is_empty() {
-            none()
-        } else {
-            users.join("; ")
-        },
-    );
-    line("root keys", s.root_ssh_keys.to_string());
-    for (i, f) in s.files.iter().enumerate() {
-        line(
-            if i == 0 { "files" } else { "" },
-            format!(
-                "{} {} {} {} bytes{}",
-                f.path,
-                f.mode,
-                f.owner,
-                f.bytes,
-                if f.append { " (append)" } else { "" }
-            ),
-        );
-    }
-    if s.files.is_empty() {
-        line("files", none());
-    }
-    line("timezone", s.timezone.clone().unwrap_or_else(none));
-    line(
-        "ntp",
-        if s.ntp.is_empty() {
-            none()
-        } else {
-            s.ntp.join(" ")
-        },
-    );
-    line(
-        "network",
-        if s.network.is_empty() {
-            "(image default)".into()
-        } else {
-            s.network.join(" ")
-        },
-    );
-    if let Some(k) = &s.keel {
-        line(
-            "enroll",
-            format!(
-                "{} store {} token {}",
-                k.enroll_url.as_deref().unwrap_or("(no enroll-url)"),
-                k.store_id.as_deref().unwrap_or("(no store-id)"),
-                if k.token { "given" } else { "none" }
-            ),
-        );
-        line(
-            "disks",
-            format!(
-                "{}{}",
-                if k.disks.is_empty() {
-                    "every empty non-boot disk".to_string()
-                } else {
-                    k.disks.join(" ")
-                },
-                if k.allow_wipe { " (may wipe)" } else { "" }
-            ),
-        );
-        if let Some(b) = &k.bundle {
-            line("bundle", b.clone());
+    if let Some(s) = &r.summary {
+        for (k, v) in summary_lines(s) {
+            out += &format!("  {k:<10} {v}\n");
         }
     }
     out
+}
+
+/// `items` joined by `sep`, or `empty` when there are none.
+fn joined(items: &[String], sep: &str, empty: &str) -> String {
+    if items.is_empty() {
+        empty.to_string()
+    } else {
+        items.join(sep)
+    }
+}
+
+/// The summary as (label, value) lines, in the order a person reads them.
+fn summary_lines(s: &Summary) -> Vec<(&'static str, String)> {
+    let hostname = match (&s.hostname, &s.fqdn) {
+        (Some(h), Some(f)) => format!("{h} ({f})"),
+        (Some(h), None) => h.clone(),
+        _ => "(unchanged)".into(),
+    };
+    let users: Vec<String> = s.users.iter().map(user_text).collect();
+    let mut v = vec![
+        ("instance", s.instance_id.clone()),
+        ("hostname", hostname),
+        ("users", joined(&users, "; ", "-")),
+        ("root keys", s.root_ssh_keys.to_string()),
+    ];
+    for (i, f) in s.files.iter().enumerate() {
+        let append = if f.append { " (append)" } else { "" };
+        let text = format!(
+            "{} {} {} {} bytes{append}",
+            f.path, f.mode, f.owner, f.bytes
+        );
+        v.push((if i == 0 { "files" } else { "" }, text));
+    }
+    if s.files.is_empty() {
+        v.push(("files", "-".into()));
+    }
+    v.push(("timezone", s.timezone.clone().unwrap_or_else(|| "-".into())));
+    v.push(("ntp", joined(&s.ntp, " ", "-")));
+    v.push(("network", joined(&s.network, " ", "(image default)")));
+    if let Some(k) = &s.keel {
+        v.extend(keel_lines(k));
+    }
+    v
+}
+
+fn user_text(u: &UserSummary) -> String {
+    let mut d = u.name.clone();
+    if !u.groups.is_empty() {
+        d += &format!(" [{}]", u.groups.join(","));
+    }
+    if u.sudo {
+        d += " sudo";
+    }
+    if u.ssh_keys > 0 {
+        d += &format!(" {} key(s)", u.ssh_keys);
+    }
+    d
+}
+
+fn keel_lines(k: &KeelSummary) -> Vec<(&'static str, String)> {
+    let enroll = format!(
+        "{} store {} token {}",
+        k.enroll_url.as_deref().unwrap_or("(no enroll-url)"),
+        k.store_id.as_deref().unwrap_or("(no store-id)"),
+        if k.token { "given" } else { "none" }
+    );
+    let disks = format!(
+        "{}{}",
+        joined(&k.disks, " ", "every empty non-boot disk"),
+        if k.allow_wipe { " (may wipe)" } else { "" }
+    );
+    let mut v = vec![("enroll", enroll), ("disks", disks)];
+    if let Some(b) = &k.bundle {
+        v.push(("bundle", b.clone()));
+    }
+    v
 }
