@@ -52,81 +52,22 @@ pub struct User {
 /// Turns `users:` into accounts. Returns the users and warnings; errors are
 /// one line, prefixed with where the entry is (`users[2]`).
 pub(super) fn normalize(file: &str, v: Value) -> Result<(Vec<User>, Vec<String>), String> {
-    // (name, settings, where) in first-seen order.
-    let mut entries: Vec<(String, Mapping, String)> = Vec::new();
-    let mut add = |name: String, settings: Mapping, at: String| match entries
-        .iter_mut()
-        .find(|e| e.0 == name)
-    {
-        Some(e) => e.1.extend(settings),
-        None => entries.push((name, settings, at)),
-    };
+    let mut entries = Entries::default();
     match v {
         Value::Null => {}
         Value::String(s) => {
             for n in split_names(&s) {
-                add(n, Mapping::new(), "users".into());
+                entries.add(n, Mapping::new(), "users".into());
             }
         }
         Value::Mapping(m) => {
             for (k, v) in m {
-                let name = scalar_text(&k)
-                    .ok_or_else(|| format!("users: key {k:?} is not a user name"))?;
-                let at = format!("users.{name}");
-                match v {
-                    Value::Mapping(settings) => add(name, keys_underscored(settings), at),
-                    Value::Bool(_) | Value::Number(_) | Value::String(_) => {
-                        if is_true(&v) {
-                            add(name, Mapping::new(), at);
-                        }
-                    }
-                    _ => {
-                        return Err(format!(
-                            "{at}: give settings (a mapping) or true, not {}",
-                            kind(&v)
-                        ))
-                    }
-                }
+                entries.add_keyed(k, v)?;
             }
         }
         Value::Sequence(items) => {
             for (i, item) in items.into_iter().enumerate() {
-                let at = format!("users[{i}]");
-                match item {
-                    Value::String(s) => {
-                        for n in split_names(&s) {
-                            add(n, Mapping::new(), at.clone());
-                        }
-                    }
-                    Value::Sequence(names) => {
-                        for n in names {
-                            let Value::String(n) = n else {
-                                return Err(format!(
-                                    "{at}: a list of names holds {}, not a name",
-                                    kind(&n)
-                                ));
-                            };
-                            add(n.trim().to_string(), Mapping::new(), at.clone());
-                        }
-                    }
-                    Value::Mapping(m) => {
-                        let mut m = keys_underscored(m);
-                        let name = match m.remove("name") {
-                            Some(Value::String(n)) => n,
-                            None => return Err(format!("{at}: a user needs `name:`")),
-                            Some(other) => {
-                                return Err(format!("{at}: name {other:?} is not a string"))
-                            }
-                        };
-                        add(name, m, at);
-                    }
-                    other => {
-                        return Err(format!(
-                            "{at}: {} is not a user (write a name or name: ...)",
-                            kind(&other)
-                        ))
-                    }
-                }
+                entries.add_item(format!("users[{i}]"), item)?;
             }
         }
         other => {
@@ -136,6 +77,88 @@ pub(super) fn normalize(file: &str, v: Value) -> Result<(Vec<User>, Vec<String>)
             ))
         }
     }
+    accounts(file, entries.0)
+}
+
+/// (name, settings, where) in first-seen order; a name seen again adds its
+/// settings to the first entry.
+#[derive(Default)]
+struct Entries(Vec<(String, Mapping, String)>);
+
+impl Entries {
+    fn add(&mut self, name: String, settings: Mapping, at: String) {
+        match self.0.iter_mut().find(|e| e.0 == name) {
+            Some(e) => e.1.extend(settings),
+            None => self.0.push((name, settings, at)),
+        }
+    }
+
+    /// `users: {NAME: {settings} | true}`.
+    fn add_keyed(&mut self, k: Value, v: Value) -> Result<(), String> {
+        let name = scalar_text(&k).ok_or_else(|| format!("users: key {k:?} is not a user name"))?;
+        let at = format!("users.{name}");
+        match v {
+            Value::Mapping(settings) => self.add(name, keys_underscored(settings), at),
+            Value::Bool(_) | Value::Number(_) | Value::String(_) => {
+                if is_true(&v) {
+                    self.add(name, Mapping::new(), at);
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "{at}: give settings (a mapping) or true, not {}",
+                    kind(&v)
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// One item of `users: [...]`: names, a list of names, or a user.
+    fn add_item(&mut self, at: String, item: Value) -> Result<(), String> {
+        match item {
+            Value::String(s) => {
+                for n in split_names(&s) {
+                    self.add(n, Mapping::new(), at.clone());
+                }
+            }
+            Value::Sequence(names) => {
+                for n in names {
+                    let Value::String(n) = n else {
+                        return Err(format!(
+                            "{at}: a list of names holds {}, not a name",
+                            kind(&n)
+                        ));
+                    };
+                    self.add(n.trim().to_string(), Mapping::new(), at.clone());
+                }
+            }
+            Value::Mapping(m) => {
+                let mut m = keys_underscored(m);
+                let name = match m.remove("name") {
+                    Some(Value::String(n)) => n,
+                    None => return Err(format!("{at}: a user needs `name:`")),
+                    Some(other) => return Err(format!("{at}: name {other:?} is not a string")),
+                };
+                self.add(name, m, at);
+            }
+            other => {
+                return Err(format!(
+                    "{at}: {} is not a user (write a name or name: ...)",
+                    kind(&other)
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The accounts the entries describe, checked; cloud-init's `default` user
+/// is skipped (with a warning when it has settings).
+fn accounts(
+    file: &str,
+    entries: Vec<(String, Mapping, String)>,
+) -> Result<(Vec<User>, Vec<String>), String> {
     let mut users = Vec::new();
     let mut warnings = Vec::new();
     for (name, settings, at) in entries {
