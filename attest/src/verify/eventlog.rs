@@ -87,85 +87,103 @@ impl<'a> Cur<'a> {
     }
 }
 
+/// The first event: TCG_PCClientPCREvent (SHA-1 format) carrying the Spec
+/// ID header; returns the digest size of each algorithm it lists, which must
+/// include SHA-256.
+fn spec_id_header(c: &mut Cur<'_>) -> Result<BTreeMap<u16, usize>, EventLogError> {
+    let _pcr = c.u32()?;
+    let ty = c.u32()?;
+    let _sha1 = c.take(20)?;
+    let size = c.u32()? as usize;
+    let spec = c.take(size)?;
+    if ty != EV_NO_ACTION || spec.len() < 28 || &spec[..16] != SPEC_ID_SIGNATURE {
+        return Err(EventLogError::NotCryptoAgile);
+    }
+    let mut s = Cur { b: spec, p: 24 };
+    let n_algs = s.u32()?;
+    if n_algs > 16 {
+        return Err(EventLogError::Invalid(format!(
+            "{n_algs} digest algorithms"
+        )));
+    }
+    let mut sizes: BTreeMap<u16, usize> = BTreeMap::new();
+    for _ in 0..n_algs {
+        let alg = s.u16()?;
+        let sz = s.u16()?;
+        sizes.insert(alg, usize::from(sz));
+    }
+    if sizes.get(&crate::tpm2::alg::SHA256) != Some(&32) {
+        return Err(EventLogError::NoSha256);
+    }
+    Ok(sizes)
+}
+
+/// One crypto-agile event (TCG_PCR_EVENT2), the `index`th; `sizes` gives
+/// each algorithm's digest size. It must carry a SHA-256 digest and name a
+/// PCR 0-23.
+fn next_event(
+    c: &mut Cur<'_>,
+    sizes: &BTreeMap<u16, usize>,
+    index: usize,
+) -> Result<Event, EventLogError> {
+    let pcr = c.u32()?;
+    let event_type = c.u32()?;
+    let count = c.u32()?;
+    if count as usize > sizes.len() {
+        return Err(EventLogError::Invalid(format!(
+            "event {index} has {count} digests"
+        )));
+    }
+    let mut sha256 = None;
+    for _ in 0..count {
+        let alg = c.u16()?;
+        let sz = *sizes
+            .get(&alg)
+            .ok_or(EventLogError::UnknownAlgorithm { index, alg })?;
+        let d = c.take(sz)?;
+        if alg == crate::tpm2::alg::SHA256 {
+            let mut a = [0u8; 32];
+            a.copy_from_slice(d);
+            sha256 = Some(a);
+        }
+    }
+    let size = c.u32()? as usize;
+    let data = c.take(size)?.to_vec();
+    if pcr > 23 {
+        return Err(EventLogError::Invalid(format!(
+            "event {index} for PCR {pcr}"
+        )));
+    }
+    let sha256 = sha256.ok_or(EventLogError::NoSha256)?;
+    Ok(Event {
+        pcr,
+        event_type,
+        sha256,
+        data,
+    })
+}
+
 impl EventLog {
     /// Parses a binary log as found in
     /// /sys/kernel/security/tpm0/binary_bios_measurements.
     pub fn parse(buf: &[u8]) -> Result<EventLog, EventLogError> {
         let mut c = Cur { b: buf, p: 0 };
-        // First event: TCG_PCClientPCREvent (SHA-1 format) with the Spec ID header.
-        let _pcr = c.u32()?;
-        let ty = c.u32()?;
-        let _sha1 = c.take(20)?;
-        let size = c.u32()? as usize;
-        let spec = c.take(size)?;
-        if ty != EV_NO_ACTION || spec.len() < 28 || &spec[..16] != SPEC_ID_SIGNATURE {
-            return Err(EventLogError::NotCryptoAgile);
-        }
-        let mut s = Cur { b: spec, p: 24 };
-        let n_algs = s.u32()?;
-        if n_algs > 16 {
-            return Err(EventLogError::Invalid(format!(
-                "{n_algs} digest algorithms"
-            )));
-        }
-        let mut sizes: BTreeMap<u16, usize> = BTreeMap::new();
-        for _ in 0..n_algs {
-            let alg = s.u16()?;
-            let sz = s.u16()?;
-            sizes.insert(alg, usize::from(sz));
-        }
-        if sizes.get(&crate::tpm2::alg::SHA256) != Some(&32) {
-            return Err(EventLogError::NoSha256);
-        }
+        let sizes = spec_id_header(&mut c)?;
         let mut events = Vec::new();
         let mut startup_locality = 0u8;
         while c.p < buf.len() {
             if events.len() >= MAX_EVENTS {
                 return Err(EventLogError::Invalid("too many events".into()));
             }
-            let index = events.len();
-            let pcr = c.u32()?;
-            let event_type = c.u32()?;
-            let count = c.u32()?;
-            if count as usize > sizes.len() {
-                return Err(EventLogError::Invalid(format!(
-                    "event {index} has {count} digests"
-                )));
-            }
-            let mut sha256 = None;
-            for _ in 0..count {
-                let alg = c.u16()?;
-                let sz = *sizes
-                    .get(&alg)
-                    .ok_or(EventLogError::UnknownAlgorithm { index, alg })?;
-                let d = c.take(sz)?;
-                if alg == crate::tpm2::alg::SHA256 {
-                    let mut a = [0u8; 32];
-                    a.copy_from_slice(d);
-                    sha256 = Some(a);
-                }
-            }
-            let size = c.u32()? as usize;
-            let data = c.take(size)?.to_vec();
-            if pcr > 23 {
-                return Err(EventLogError::Invalid(format!(
-                    "event {index} for PCR {pcr}"
-                )));
-            }
-            if event_type == EV_NO_ACTION
-                && pcr == 0
-                && data.len() >= 17
-                && &data[..16] == STARTUP_LOCALITY_SIGNATURE
+            let e = next_event(&mut c, &sizes, events.len())?;
+            if e.event_type == EV_NO_ACTION
+                && e.pcr == 0
+                && e.data.len() >= 17
+                && &e.data[..16] == STARTUP_LOCALITY_SIGNATURE
             {
-                startup_locality = data[16];
+                startup_locality = e.data[16];
             }
-            let sha256 = sha256.ok_or(EventLogError::NoSha256)?;
-            events.push(Event {
-                pcr,
-                event_type,
-                sha256,
-                data,
-            });
+            events.push(e);
         }
         Ok(EventLog {
             events,
