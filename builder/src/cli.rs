@@ -196,17 +196,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn cli_is_consistent() {
-        Cli::command().debug_assert();
-    }
-}
-
 /// The whole `keel` program: parse the command line, set up logging, run,
 /// report the error with its causes, and return the exit code
 /// [`crate::exit`] documents. The `keel` binary and the VM tests' copy of
@@ -227,5 +216,16 @@ pub fn main() -> std::process::ExitCode {
             }
             std::process::ExitCode::from(crate::exit::code_of(&err).value())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
     }
 }
