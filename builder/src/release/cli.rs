@@ -12,8 +12,9 @@ use crate::exit::Error::Verification;
 /// `keel key ...`
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
-    /// Write a cosign-compatible encrypted ECDSA P-256 key pair: PREFIX.key and PREFIX.pub,
-    /// and beside them the OSTree release repository's key: ostree-gpg.key and ostree-gpg.pub.
+    /// Write a cosign-compatible encrypted ECDSA P-256 key pair: PREFIX.key and PREFIX.pub;
+    /// with --ostree also the OSTree release repository's key beside them: ostree-gpg.key
+    /// and ostree-gpg.pub (or later: `keel repo key generate`).
     /// The password comes from KEEL_KEY_PASSWORD or --password-file, never the command line.
     Generate(KeyGenerateArgs),
 }
@@ -27,6 +28,11 @@ pub struct KeyGenerateArgs {
     /// File whose first line is the password (else env KEEL_KEY_PASSWORD).
     #[arg(long)]
     pub password_file: Option<PathBuf>,
+    /// Also write the OSTree release repository's signing key (ostree-gpg.key and
+    /// ostree-gpg.pub, same password) beside the key pair. Off by default, so several
+    /// key pairs (release, bundle) can live in one directory.
+    #[arg(long)]
+    pub ostree: bool,
 }
 
 /// Options of `keel sign`.
@@ -64,7 +70,7 @@ pub fn run_key(cmd: KeyCommand) -> anyhow::Result<()> {
                 bail!("refusing an empty key password");
             }
             let (ostree_key, ostree_pub) = crate::ostree::keys::beside(&a.out);
-            for p in [&ostree_key, &ostree_pub] {
+            for p in [&ostree_key, &ostree_pub].into_iter().filter(|_| a.ostree) {
                 if p.exists() {
                     bail!(
                         "{} exists already; refusing to overwrite a key",
@@ -81,6 +87,9 @@ pub fn run_key(cmd: KeyCommand) -> anyhow::Result<()> {
                 "public key:  {} (publish it; nodes and `keel verify` use it)",
                 public.display()
             );
+            if !a.ostree {
+                return Ok(());
+            }
             // The release repository's key goes beside it (see crate::ostree::keys).
             let fpr = crate::ostree::keys::generate(
                 &ostree_key,
